@@ -1,0 +1,38 @@
+"""text2lora: Text-to-LoRA hypernetworks that turn a task description into a PEFT LoRA adapter.
+
+Importing the package registers `T2LConfig`/`T2LModel` with transformers' Auto classes, teaches PEFT's LoRA
+tuner about `TextLoraConfig`, and adds `load_description_adapter` to transformers and PEFT models.
+"""
+
+__version__ = "0.1.0.dev0"
+
+from transformers import AutoConfig, AutoModel
+
+from .adapters import GeneratedLora, read_adapter_metadata
+from .base_models import DEFAULT_BASE_MODEL, load_base_model, resolve_base_model
+from .configuration_t2l import T2LConfig
+from .encoder import DescriptionEncoder
+from .modeling_t2l import T2LModel, T2LOutput
+from .peft_integration import TextLoraConfig, install_peft_hook
+from .transformers_integration import install_model_methods, load_description_adapter
+
+AutoConfig.register(T2LConfig.model_type, T2LConfig, exist_ok=True)
+AutoModel.register(T2LConfig, T2LModel, exist_ok=True)
+T2LConfig.register_for_auto_class()
+T2LModel.register_for_auto_class("AutoModel")
+install_peft_hook()
+install_model_methods()
+
+__all__ = [
+    "DEFAULT_BASE_MODEL",
+    "DescriptionEncoder",
+    "GeneratedLora",
+    "T2LConfig",
+    "T2LModel",
+    "T2LOutput",
+    "TextLoraConfig",
+    "load_base_model",
+    "load_description_adapter",
+    "read_adapter_metadata",
+    "resolve_base_model",
+]

@@ -1,0 +1,153 @@
+"""`t2l generate`, `t2l info`, `t2l init`: adapters from descriptions, and hypernetwork inspection."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    gen = subparsers.add_parser(
+        "generate",
+        help="generate PEFT LoRA adapter(s) from task description(s)",
+        description="Generate one PEFT LoRA adapter folder per description (or one mixed adapter with --weights).",
+    )
+    gen.add_argument("descriptions", nargs="*", help="task description(s), in plain language")
+    gen.add_argument("--file", type=Path, help="a text file with one description per line (blank lines skipped)")
+    gen.add_argument("--t2l", default=None, help="hypernetwork: local folder or Hub name (default: the shipped one)")
+    gen.add_argument("--out", type=Path, required=True, help="output folder (one adapter) or parent folder (several)")
+    gen.add_argument("--weights", type=float, nargs="+", help="mix the descriptions with these weights into one adapter")
+    gen.add_argument("--dtype", default="float32", help="saved dtype: float32 (default), bfloat16 or float16")
+    gen.add_argument("--batch-size", type=int, default=64, help="descriptions per forward pass")
+    gen.add_argument("--overwrite", action="store_true", help="replace existing output folders")
+    gen.set_defaults(func=run_generate)
+
+    info = subparsers.add_parser("info", help="show a hypernetwork's config, size, base model and encoder")
+    info.add_argument("path", help="hypernetwork folder or Hub name")
+    info.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    info.set_defaults(func=run_info)
+
+    new = subparsers.add_parser(
+        "init",
+        help="create an untrained hypernetwork for a base model",
+        description="Create an untrained hypernetwork. Its adapters are the standard LoRA initialisation "
+        "(delta W = 0 for the L variant) until it is trained with `t2l train`.",
+    )
+    new.add_argument("--base", required=True, help="base model Hub name or folder (its config is all that is read)")
+    new.add_argument("--out", type=Path, required=True, help="output folder")
+    new.add_argument("--variant", choices=("L", "M", "S"), default="L")
+    new.add_argument("--target-modules", nargs="+", default=["q_proj", "v_proj"])
+    new.add_argument("--rank", type=int, default=8)
+    new.add_argument("--alpha", type=float, default=16.0)
+    new.add_argument("--latent-size", type=int, default=128)
+    new.add_argument("--head-in-size", type=int, default=512)
+    new.add_argument("--encoder", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2)")
+    new.add_argument("--embedding-size", type=int, default=None, help="the encoder's output size (read from it if unset)")
+    new.add_argument("--seed", type=int, default=0)
+    new.set_defaults(func=run_init)
+
+
+def _read_descriptions(args: argparse.Namespace) -> list[str]:
+    descriptions = list(args.descriptions)
+    if args.file is not None:
+        if not args.file.is_file():
+            raise FileNotFoundError(f"--file {args.file} does not exist.")
+        descriptions += [line.strip() for line in args.file.read_text().splitlines() if line.strip()]
+    if not descriptions:
+        raise ValueError('Give at least one description, e.g. t2l generate "Solve grade-school math word problems." --out DIR')
+    return descriptions
+
+
+def _slug(text: str, index: int) -> str:
+    words = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:48].strip("-")
+    return f"{index:03d}-{words or 'adapter'}"
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from text2lora.checkpoints import load_hypernetwork
+
+    descriptions = _read_descriptions(args)
+    t2l = load_hypernetwork(args.t2l)
+    start = time.perf_counter()
+    if args.weights is not None:
+        adapters = [t2l.generate_lora(descriptions, weights=args.weights)]
+        outputs = [args.out]
+    else:
+        adapters = t2l.generate_lora(descriptions, batch_size=args.batch_size, show_progress_bar=len(descriptions) > 64)
+        outputs = [args.out] if len(adapters) == 1 else [args.out / _slug(d, i) for i, d in enumerate(descriptions)]
+    elapsed = time.perf_counter() - start
+    for adapter, out in zip(adapters, outputs):
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it.")
+        adapter.save_pretrained(out, dtype=args.dtype)
+        print(f"wrote {out}  ({adapter.num_parameters:,} parameters)  <- {adapter.description!r}")
+    print(f"generated {len(adapters)} adapter(s) in {elapsed * 1000:.1f} ms with {t2l.name_or_path or 'hypernetwork'}")
+    return 0
+
+
+def describe_hypernetwork(t2l) -> dict:
+    config = t2l.config
+    return {
+        "path": t2l.name_or_path,
+        "variant": config.variant,
+        "parameters": t2l.num_parameters(),
+        "base_model": config.base_model_name_or_path,
+        "num_layers": config.num_layers,
+        "target_modules": {m: config.module_shapes[m] for m in config.target_modules},
+        "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "rslora": config.use_rslora},
+        "latent_size": config.latent_size,
+        "head_in_size": config.head_in_size,
+        "encoder": config.encoder_name_or_path,
+        "task_embedding_size": config.task_embedding_size,
+        "adapter_parameters": sum(config.lora_r * sum(s) for s in config.module_shapes.values()) * config.num_layers,
+    }
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from text2lora.checkpoints import load_hypernetwork
+
+    info = describe_hypernetwork(load_hypernetwork(args.path))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        value = f"{value:,}" if isinstance(value, int) else value
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def run_init(args: argparse.Namespace) -> int:
+    import torch
+
+    from text2lora import T2LConfig, T2LModel
+    from text2lora.configuration_t2l import DEFAULT_ENCODER
+    from text2lora.encoder import DescriptionEncoder
+
+    encoder = args.encoder or DEFAULT_ENCODER
+    size = args.embedding_size or DescriptionEncoder(encoder).embedding_size
+    config = T2LConfig.for_base_model(
+        args.base,
+        target_modules=args.target_modules,
+        variant=args.variant,
+        lora_r=args.rank,
+        lora_alpha=args.alpha,
+        latent_size=args.latent_size,
+        head_in_size=args.head_in_size,
+        encoder_name_or_path=encoder,
+        task_embedding_size=size,
+    )
+    torch.manual_seed(args.seed)
+    model = T2LModel(config)
+    from text2lora.io_utils import atomic_directory
+
+    with atomic_directory(args.out) as tmp:
+        model.save_pretrained(tmp)
+    print(
+        f"wrote an untrained {args.variant} hypernetwork for {args.base} to {args.out} "
+        f"({model.num_parameters():,} parameters). Its adapters are the LoRA initialisation until it is trained."
+    )
+    return 0

@@ -1,0 +1,437 @@
+"""`T2LModel`: the Text-to-LoRA hypernetwork, as a transformers `PreTrainedModel`.
+
+For every (description, target module, layer) triple the network sees
+`concat(task_projection(f(z)), layer_embedding[l], module_embedding[m])`; all triples of a batch go through
+the shared trunk in one batched pass and one matmul per module type produces the LoRA factors.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from .adapters import GeneratedLora, check_finite, factors_to_state_dict, lora_config_from_t2l
+from .configuration_t2l import T2LConfig
+from .encoder import DescriptionEncoder
+
+
+@dataclass
+class T2LOutput(ModelOutput):
+    """Generated LoRA factors per target module: `lora_A[m]` is `[batch, layers, r, in]`, `lora_B[m]` is
+    `[batch, layers, out, r]` (PEFT's orientation)."""
+
+    lora_A: dict[str, torch.Tensor] | None = None
+    lora_B: dict[str, torch.Tensor] | None = None
+
+
+class ResidualMLPBlock(nn.Module):
+    """Pre-LayerNorm residual MLP: `x + SiLU(W2 · Dropout(SiLU(W1 · LN(x))))`."""
+
+    def __init__(self, size: int, dropout: float, eps: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(size, eps=eps)
+        self.fc_in = nn.Linear(size, 4 * size)
+        self.fc_out = nn.Linear(4 * size, size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + F.silu(self.fc_out(self.dropout(F.silu(self.fc_in(self.norm(x))))))
+
+
+class OutputBlock(nn.Module):
+    """Last trunk block: `SiLU(W2 · Dropout(SiLU(W1 · LN(x))))`, widening D to the head input H."""
+
+    def __init__(self, size: int, head_in_size: int, dropout: float, eps: float) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(size, eps=eps)
+        self.fc_in = nn.Linear(size, 4 * size)
+        self.fc_out = nn.Linear(4 * size, head_in_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.silu(self.fc_out(self.dropout(F.silu(self.fc_in(self.norm(x))))))
+
+
+class LoraFactorBuffers(nn.Module):
+    """Per-layer tensors shaped like one module's LoRA factors: `A [L, r, in]`, `B [L, out, r]`."""
+
+    def __init__(self, role: str, num_layers: int, rank: int, d_in: int, d_out: int) -> None:
+        super().__init__()
+        self.role = role  # "offset" (added to outputs), "mean" or "std" (z-score statistics)
+        self.register_buffer("A", torch.zeros(num_layers, rank, d_in))
+        self.register_buffer("B", torch.zeros(num_layers, d_out, rank))
+
+
+def rotary_rank_code(x: torch.Tensor, base: float) -> torch.Tensor:
+    """Parameter-free rotary code of the rank index, applied along dim -2 (rank) of `x [..., r, D]`."""
+    rank, size = x.shape[-2], x.shape[-1]
+    inv_freq = 1.0 / (base ** (torch.arange(0, size, 2, device=x.device, dtype=torch.float32) / size))
+    freqs = torch.arange(rank, device=x.device, dtype=torch.float32)[:, None] * inv_freq[None, :]
+    angles = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    half = size // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class T2LPreTrainedModel(PreTrainedModel):
+    config_class = T2LConfig
+    base_model_prefix = "t2l"
+    main_input_name = "task_embeddings"
+    _no_split_modules: list[str] = []
+
+    def _init_weights(self, module: nn.Module) -> None:
+        """Trunk: PyTorch's defaults. Heads: bias-HyperInit, so an untrained model emits the standard LoRA init."""
+        if isinstance(module, nn.Linear):
+            head = next((name for name, h in getattr(self, "heads", {}).items() if h is module), None)
+            if head is not None:
+                init.zeros_(module.weight)
+                if module.bias is not None:
+                    init.copy_(module.bias, self._hyper_init_bias(head))
+                return
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1 / math.sqrt(module.in_features)
+                init.uniform_(module.bias, -bound, bound)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            init.normal_(module.weight)
+        elif isinstance(module, nn.ParameterDict):
+            for parameter in module.values():
+                init.normal_(parameter)
+        elif isinstance(module, LoraFactorBuffers):
+            self._init_factor_buffers(module)
+
+    def _hyper_init_bias(self, module_name: str) -> torch.Tensor:
+        """L heads: bias = flattened [A as PEFT initialises it, B = 0]. M/S heads share one head for A and B, so
+        their bias is zero and the LoRA init lives in the A offset instead (see `_init_factor_buffers`)."""
+        config = self.config
+        size = config.head_output_size(module_name)
+        if config.variant != "L":
+            return torch.zeros(size)
+        d_in, _ = config.module_shapes[module_name]
+        lora_a = torch.empty(config.lora_r, d_in)
+        nn.init.kaiming_uniform_(lora_a, a=math.sqrt(5))
+        bias = torch.zeros(size)
+        bias[: lora_a.numel()] = lora_a.flatten()
+        return bias
+
+    def _init_factor_buffers(self, module: "LoraFactorBuffers") -> None:
+        if module.role == "std":
+            init.ones_(module.A)
+            init.ones_(module.B)
+            return
+        init.zeros_(module.A)
+        init.zeros_(module.B)
+        if module.role == "offset" and self.config.variant != "L":
+            a = torch.empty(module.A.shape)
+            for layer in range(a.shape[0]):
+                nn.init.kaiming_uniform_(a[layer], a=math.sqrt(5))
+            init.copy_(module.A, a)
+
+
+class T2LModel(T2LPreTrainedModel):
+    """The Text-to-LoRA hypernetwork: task embedding in, LoRA factors for every target module and layer out.
+
+    Use `generate_lora` / `save_adapter` to go from descriptions to PEFT adapters; call the model directly
+    (`model(task_embeddings)`) for differentiable factors in training.
+    """
+
+    def __init__(self, config: T2LConfig) -> None:
+        super().__init__(config)
+        if config.module_shapes is None:
+            raise ValueError(
+                "T2LConfig.module_shapes is not set: build the config with "
+                "T2LConfig.for_base_model('<base model>') so the target modules' shapes are known."
+            )
+        d, eps, p = config.latent_size, config.layer_norm_eps, config.dropout
+        self.task_projection = nn.Linear(config.task_embedding_size, d // 2)
+        self.task_norm = nn.LayerNorm(d // 2, eps=eps)
+        self.layer_embedding = nn.Embedding(config.num_layers, d // 4)
+        self.layer_embedding_norm = nn.LayerNorm(d // 4, eps=eps)
+        self.module_embedding = nn.Embedding(len(config.target_modules), d // 4)
+        self.module_embedding_norm = nn.LayerNorm(d // 4, eps=eps)
+        self.mixer = nn.Sequential(
+            nn.Dropout(p), nn.Linear(d, 4 * d), nn.SiLU(), nn.Dropout(p), nn.Linear(4 * d, d), nn.SiLU(), nn.Dropout(p)
+        )
+        self.residual_block_1 = ResidualMLPBlock(d, p, eps)
+        self.residual_block_2 = ResidualMLPBlock(d, p, eps)
+        self.output_block = OutputBlock(d, config.head_in_size, p, eps)
+        self.heads = nn.ModuleDict(
+            {
+                m: nn.Linear(config.head_in_size, config.head_output_size(m), bias=config.head_bias)
+                for m in config.target_modules
+            }
+        )
+        # M and S: a learned embedding per (module, A-or-B), added to the latent before the second block.
+        self.ab_embeddings = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(2, d)) for m in config.target_modules} if config.variant != "L" else {}
+        )
+        self.ab_embedding_norm = nn.LayerNorm(d, eps=eps) if config.variant != "L" else None
+        self.ab_offsets = self._factor_buffers("offset") if config.ab_offset else None
+        self.output_mean = self._factor_buffers("mean") if config.output_zscore else None
+        self.output_std = self._factor_buffers("std") if config.output_zscore else None
+        self._description_encoder: DescriptionEncoder | None = None
+        self.post_init()
+
+    def _factor_buffers(self, role: str) -> nn.ModuleDict:
+        c = self.config
+        return nn.ModuleDict(
+            {m: LoraFactorBuffers(role, c.num_layers, c.lora_r, *c.module_shapes[m]) for m in c.target_modules}
+        )
+
+    # ------------------------------------------------------------------ forward
+
+    def forward(self, task_embeddings: torch.Tensor, return_dict: bool = True, **kwargs: Any) -> T2LOutput:
+        """Task embeddings `[B, E]` -> LoRA factors for every target module and layer (see `T2LOutput`)."""
+        config = self.config
+        if task_embeddings.dim() == 1:
+            task_embeddings = task_embeddings[None]
+        if task_embeddings.shape[-1] != config.task_embedding_size:
+            raise ValueError(
+                f"Task embeddings have size {task_embeddings.shape[-1]} but this hypernetwork expects "
+                f"{config.task_embedding_size} (encoder {config.encoder_name_or_path!r})."
+            )
+        task_embeddings = task_embeddings.to(self.task_projection.weight.dtype)
+        hidden = self._trunk(task_embeddings)  # [M, B, L, D]
+        if config.variant == "L":
+            lora_A, lora_B = self._heads_joint(hidden)
+        else:
+            lora_A, lora_B = self._heads_per_factor(hidden)
+        lora_A, lora_B = self._postprocess(lora_A, lora_B)
+        output = T2LOutput(lora_A=lora_A, lora_B=lora_B)
+        return output if return_dict else output.to_tuple()
+
+    def _trunk(self, task_embeddings: torch.Tensor) -> torch.Tensor:
+        """Conditioning vectors for all (module, description, layer) triples through mixer and first block."""
+        config = self.config
+        n_modules, batch, n_layers = len(config.target_modules), task_embeddings.shape[0], config.num_layers
+        task = self.task_norm(self.task_projection(task_embeddings))
+        layer = self.layer_embedding_norm(self.layer_embedding.weight)
+        module = self.module_embedding_norm(self.module_embedding.weight)
+        x = torch.cat(
+            [
+                task[None, :, None, :].expand(n_modules, batch, n_layers, -1),
+                layer[None, None, :, :].expand(n_modules, batch, n_layers, -1),
+                module[:, None, None, :].expand(n_modules, batch, n_layers, -1),
+            ],
+            dim=-1,
+        )
+        return self.residual_block_1(self.mixer(x))
+
+    def _heads_joint(self, hidden: torch.Tensor):
+        """L: one head output per (description, layer) holds A then B (B stored rank-major)."""
+        config, r = self.config, self.config.lora_r
+        features = self.output_block(self.residual_block_2(hidden))  # [M, B, L, H]
+        lora_A, lora_B = {}, {}
+        for index, name in enumerate(config.target_modules):
+            d_in, d_out = config.module_shapes[name]
+            flat = self.heads[name](features[index])  # [B, L, r*(in+out)]
+            lora_A[name] = flat[..., : r * d_in].unflatten(-1, (r, d_in))
+            lora_B[name] = flat[..., r * d_in :].unflatten(-1, (r, d_out)).transpose(-1, -2)
+        return lora_A, lora_B
+
+    def _heads_per_factor(self, hidden: torch.Tensor):
+        """M and S: a second pass per factor (A, B), told apart by the (module, factor) embedding."""
+        config, r = self.config, self.config.lora_r
+        ab = torch.stack([self.ab_embeddings[m] for m in config.target_modules])  # [M, 2, D]
+        ab = self.ab_embedding_norm(ab)[:, :, None, None, :]
+        g = self.residual_block_2(hidden[:, None] + ab)  # [M, 2, B, L, D]
+        if config.variant == "S":
+            g = g[..., None, :].expand(*g.shape[:-1], r, g.shape[-1])
+            g = self.residual_block_2(rotary_rank_code(g, config.rope_base))  # [M, 2, B, L, r, D]
+        features = self.output_block(g)
+        lora_A, lora_B = {}, {}
+        for index, name in enumerate(config.target_modules):
+            d_in, d_out = config.module_shapes[name]
+            out = self.heads[name](features[index])
+            if config.variant == "M":
+                out = out.unflatten(-1, (r, max(d_in, d_out)))
+            lora_A[name] = out[0, ..., :d_in]
+            lora_B[name] = out[1, ..., :d_out].transpose(-1, -2)
+        return lora_A, lora_B
+
+    def _postprocess(self, lora_A: dict, lora_B: dict):
+        config = self.config
+        for name in config.target_modules:
+            a, b = lora_A[name], lora_B[name]
+            if self.output_mean is not None:
+                a = a * (self.output_std[name].A + 1e-10) + self.output_mean[name].A
+                b = b * (self.output_std[name].B + 1e-10) + self.output_mean[name].B
+            if config.output_divisor != 1.0:
+                a, b = a / config.output_divisor, b / config.output_divisor
+            if self.ab_offsets is not None:
+                a, b = a + self.ab_offsets[name].A, b + self.ab_offsets[name].B
+            lora_A[name], lora_B[name] = a, b
+        return lora_A, lora_B
+
+    # ------------------------------------------------------------------ descriptions
+
+    @property
+    def description_encoder(self) -> DescriptionEncoder:
+        """The encoder named in the config, created on first use (settable, e.g. to share one)."""
+        if self._description_encoder is None:
+            self._description_encoder = DescriptionEncoder.from_config(self.config)
+        return self._description_encoder
+
+    @description_encoder.setter
+    def description_encoder(self, encoder: DescriptionEncoder) -> None:
+        self._description_encoder = encoder
+
+    def encode_descriptions(self, descriptions: str | Sequence[str] | torch.Tensor) -> torch.Tensor:
+        """Descriptions (or precomputed embeddings, passed through) -> `[B, E]` on the model's device."""
+        if isinstance(descriptions, torch.Tensor):
+            embeddings = descriptions if descriptions.dim() == 2 else descriptions[None]
+        else:
+            embeddings = self.description_encoder.encode(descriptions)
+            if embeddings.dim() == 1:
+                embeddings = embeddings[None]
+        if embeddings.shape[-1] != self.config.task_embedding_size:
+            raise ValueError(
+                f"The description encoder gives {embeddings.shape[-1]}-d embeddings but this hypernetwork expects "
+                f"{self.config.task_embedding_size}-d ones; use the encoder named in its config "
+                f"({self.config.encoder_name_or_path!r})."
+            )
+        return embeddings.to(self.device, self.task_projection.weight.dtype)
+
+    # ------------------------------------------------------------------ adapters
+
+    @torch.no_grad()
+    def generate_lora(
+        self,
+        descriptions: str | Sequence[str] | torch.Tensor,
+        *,
+        weights: Sequence[float] | None = None,
+        batch_size: int = 64,
+        show_progress_bar: bool = False,
+    ) -> GeneratedLora | list[GeneratedLora]:
+        """Generate PEFT LoRA adapters from descriptions (or precomputed task embeddings).
+
+        A single string gives one `GeneratedLora`; a list gives one per item, made `batch_size` at a time in
+        batched forward passes. With `weights`, the descriptions are mixed in task-embedding space
+        (`sum_i w_i f(z_i)`) into one adapter; weight 1 on one description equals that description alone.
+        """
+        single = isinstance(descriptions, str) or (isinstance(descriptions, torch.Tensor) and descriptions.dim() == 1)
+        texts: list[str] | None
+        if isinstance(descriptions, torch.Tensor):
+            texts = None
+        else:
+            texts = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+            if not texts:
+                raise ValueError("No descriptions given; pass a string or a non-empty list of strings.")
+        embeddings = self.encode_descriptions(descriptions)
+        if weights is not None:
+            embeddings = self._mix(embeddings, weights)
+            labels: list[Any] = [texts]
+            single = True
+        else:
+            labels = texts if texts is not None else [None] * embeddings.shape[0]
+
+        was_training = self.training
+        self.eval()
+        try:
+            adapters = []
+            starts = range(0, embeddings.shape[0], batch_size)
+            if show_progress_bar:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc="Generating adapters", unit="batch")
+            for start in starts:
+                out = self(embeddings[start : start + batch_size])
+                for offset in range(out.lora_A[self.config.target_modules[0]].shape[0]):
+                    label = labels[start + offset]
+                    adapters.append(self._to_adapter(out, offset, label, weights))
+        finally:
+            self.train(was_training)
+        return adapters[0] if single else adapters
+
+    def _mix(self, embeddings: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
+        weights_t = torch.as_tensor(list(weights), dtype=embeddings.dtype, device=embeddings.device)
+        if weights_t.shape[0] != embeddings.shape[0]:
+            raise ValueError(
+                f"Got {embeddings.shape[0]} descriptions but {weights_t.shape[0]} weights; give one weight each."
+            )
+        if not torch.isfinite(weights_t).all() or weights_t.sum() == 0:
+            raise ValueError(f"Mixing weights must be finite and not sum to zero, got {list(weights)}.")
+        return (weights_t[:, None] * embeddings).sum(0, keepdim=True)
+
+    def _to_adapter(self, out: T2LOutput, index: int, description: Any, weights) -> GeneratedLora:
+        lora_A = {m: out.lora_A[m][index] for m in self.config.target_modules}
+        lora_B = {m: out.lora_B[m][index] for m in self.config.target_modules}
+        state = factors_to_state_dict(self.config, lora_A, lora_B)
+        check_finite(state, repr(description) if description is not None else "a task embedding")
+        return GeneratedLora(
+            config=lora_config_from_t2l(self.config),
+            state_dict=state,
+            description=description,
+            hypernetwork=self.name_or_path or None,
+            mix_weights=[float(w) for w in weights] if weights is not None else None,
+        )
+
+    def save_adapter(
+        self,
+        description: str | Sequence[str] | torch.Tensor,
+        save_directory: str | os.PathLike,
+        *,
+        weights: Sequence[float] | None = None,
+        dtype: str | torch.dtype | None = None,
+        overwrite: bool = True,
+    ):
+        """Generate one adapter and write it as a standard PEFT adapter folder (atomically)."""
+        adapter = self.generate_lora(description, weights=weights)
+        if isinstance(adapter, list):
+            raise ValueError("save_adapter writes one adapter; pass one description (or several with `weights`).")
+        return adapter.save_pretrained(save_directory, dtype=dtype, overwrite=overwrite)
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args: Any, **kwargs: Any):
+        """`PreTrainedModel.from_pretrained`, but strict: a checkpoint with missing, unexpected or mis-shaped
+        weights is an error (a partial checkpoint would silently generate initialisation adapters)."""
+        from .checkpoints import resolve_checkpoint
+
+        want_info = kwargs.pop("output_loading_info", False)
+        location = resolve_checkpoint(pretrained_model_name_or_path, **kwargs)
+        try:
+            model, info = super().from_pretrained(location, *args, output_loading_info=True, **kwargs)
+        except Exception as err:
+            if "safetensor" in type(err).__name__.lower() or "header" in str(err).lower():
+                raise OSError(
+                    f"The hypernetwork checkpoint at {pretrained_model_name_or_path!r} is corrupt or truncated "
+                    f"({err}). Download or save it again."
+                ) from err
+            raise
+        problems = {k: sorted(v) for k, v in _as_dict(info).items() if k in _STRICT_KEYS and v}
+        if problems:
+            raise OSError(
+                f"The hypernetwork checkpoint at {pretrained_model_name_or_path!r} does not match its config: "
+                f"{problems}. It is partial or from another architecture; save it again with save_pretrained."
+            )
+        if location != str(pretrained_model_name_or_path):
+            model.config._name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
+        return (model, info) if want_info else model
+
+
+_STRICT_KEYS = ("missing_keys", "unexpected_keys", "mismatched_keys")
+
+
+def _as_dict(info: Any) -> dict:
+    if isinstance(info, dict):
+        return info
+    return {k: getattr(info, k, None) for k in _STRICT_KEYS}
+
+
+__all__ = ["T2LModel", "T2LOutput", "T2LPreTrainedModel"]

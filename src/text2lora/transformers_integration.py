@@ -1,0 +1,92 @@
+"""`load_description_adapter`: `load_adapter`, but from a task description, on every transformers model.
+
+After `import text2lora`, `PreTrainedModel` and `PeftModel` have this method, so one line in an existing
+script adds a generated adapter next to (or instead of) adapters loaded from disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from .adapters import GeneratedLora
+from .checkpoints import load_hypernetwork
+from .injection import check_base_model_matches, write_lora_weights
+
+
+def load_description_adapter(
+    self,
+    description: str | Sequence[str] | torch.Tensor,
+    t2l: Any = None,
+    adapter_name: str | None = None,
+    *,
+    weights: Sequence[float] | None = None,
+    is_trainable: bool = False,
+) -> GeneratedLora:
+    """Generate a LoRA adapter from `description` and load it into this model under `adapter_name`.
+
+    Mirrors `load_adapter`: the adapter is added beside existing ones (use `set_adapter` to switch,
+    `disable_adapters` / `delete_adapter` as usual). If `adapter_name` already exists, its weights are replaced
+    in place (no new layers). Returns the `GeneratedLora` that was loaded.
+
+    Args:
+        description: the task, in plain language; several with `weights` to mix them; or a task embedding.
+        t2l: the hypernetwork (`T2LModel`, Hub name or path); `None` for the default checkpoint.
+        adapter_name: defaults to "default" (as `load_adapter` does).
+        weights: mixing weights for several descriptions.
+        is_trainable: leave the LoRA weights trainable (e.g. to fine-tune from the generated adapter).
+    """
+    from peft import PeftModel
+
+    hypernetwork = load_hypernetwork(t2l)
+    check_base_model_matches(self, hypernetwork.config)
+    adapter = hypernetwork.generate_lora(description, weights=weights)
+    if isinstance(adapter, list):
+        if len(adapter) != 1:
+            raise ValueError("load_description_adapter loads one adapter: pass one description, or several with weights.")
+        adapter = adapter[0]
+    adapter_name = adapter_name or "default"
+    existing = getattr(self, "peft_config", None) or {}
+    if adapter_name in existing:
+        _check_compatible(existing[adapter_name], adapter, adapter_name)
+        write_lora_weights(self, adapter_name, adapter, hypernetwork.config)
+    elif isinstance(self, PeftModel):
+        self.add_adapter(adapter_name, adapter.config)
+        write_lora_weights(self, adapter_name, adapter, hypernetwork.config)
+        if not is_trainable:
+            self.eval()  # as PeftModel.load_adapter does for inference adapters (no LoRA dropout)
+    else:
+        self.load_adapter(
+            adapter_name=adapter_name,
+            peft_config=adapter.config,
+            adapter_state_dict=adapter.state_dict,
+            is_trainable=is_trainable,
+        )
+    if not is_trainable:
+        for name, parameter in self.named_parameters():
+            if f".{adapter_name}." in name and ".lora_" in name:
+                parameter.requires_grad_(False)
+    return adapter
+
+
+def _check_compatible(existing, adapter: GeneratedLora, adapter_name: str) -> None:
+    if getattr(existing, "r", None) != adapter.config.r or set(existing.target_modules or []) != set(
+        adapter.config.target_modules
+    ):
+        raise ValueError(
+            f"Adapter {adapter_name!r} already exists with rank {getattr(existing, 'r', None)} on "
+            f"{sorted(existing.target_modules or [])}; the generated one has rank {adapter.config.r} on "
+            f"{sorted(adapter.config.target_modules)}. Delete it first or use another adapter_name."
+        )
+
+
+def install_model_methods() -> None:
+    """Add `load_description_adapter` to `PreTrainedModel` and `PeftModel` (idempotent)."""
+    from peft import PeftModel
+    from transformers import PreTrainedModel
+
+    for cls in (PreTrainedModel, PeftModel):
+        if getattr(cls, "load_description_adapter", None) is not load_description_adapter:
+            cls.load_description_adapter = load_description_adapter
