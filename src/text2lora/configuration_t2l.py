@@ -8,6 +8,7 @@ from typing import Any
 from transformers import PreTrainedConfig
 
 VARIANTS = ("L", "M", "S")
+RANK_EMBEDDINGS = ("rotary", "learned")
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 PAPER_ENCODER = "Alibaba-NLP/gte-large-en-v1.5"
 
@@ -45,6 +46,11 @@ class T2LConfig(PreTrainedConfig):
         dropout (`float`, defaults to 0.05): Dropout inside the trunk while training.
         layer_norm_eps (`float`, defaults to 1e-5): Epsilon of every LayerNorm.
         rope_base (`float`, defaults to 10000.0): Base of the rotary rank code of the S variant.
+        rank_embedding (`str`, defaults to `"rotary"`):
+            How the S variant tells rank rows apart: `"rotary"` (a parameter-free rotary code of the rank index,
+            applied before a second pass through the second residual block) or `"learned"` (an embedding of the
+            rank index, LayerNorm-ed and passed through the second residual block, added to the latent; the
+            reference's `learnable_pos_emb`).
         ab_offset (`bool`, *optional*):
             Keep per-layer offsets that are added to the generated A and B (a warm start from a trained LoRA, or
             the LoRA initialisation for M and S). Defaults to `True` for M and S, `False` for L.
@@ -55,6 +61,10 @@ class T2LConfig(PreTrainedConfig):
         encoder_name_or_path (`str`, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`):
             sentence-transformers model that embeds descriptions (the paper uses `Alibaba-NLP/gte-large-en-v1.5`).
         encoder_trust_remote_code (`bool`, defaults to `False`): Passed to `SentenceTransformer`.
+        encoder_pooling (`str`, *optional*):
+            Pooling of the encoder's token embeddings (`"cls"`, `"mean"`, `"max"`, `"lasttoken"`, ...), overriding
+            the sentence-transformers folder's own; unset keeps the folder's. The paper's gte-large-en-v1.5
+            pipeline uses `"cls"`.
         encoder_max_length (`int`, *optional*): Token limit of the encoder (its own default when unset).
         encoder_prompt (`str`, *optional*): Text put before every description before encoding.
         encoder_normalize (`bool`, defaults to `True`): L2-normalise the embedding.
@@ -82,6 +92,7 @@ class T2LConfig(PreTrainedConfig):
     dropout: float = 0.05
     layer_norm_eps: float = 1e-5
     rope_base: float = 10000.0
+    rank_embedding: str = "rotary"
     ab_offset: bool | None = None
     output_zscore: bool = False
     output_divisor: float = 1.0
@@ -89,6 +100,7 @@ class T2LConfig(PreTrainedConfig):
     task_embedding_size: int = 384
     encoder_name_or_path: str = DEFAULT_ENCODER
     encoder_trust_remote_code: bool = False
+    encoder_pooling: str | None = None
     encoder_max_length: int | None = None
     encoder_prompt: str | None = None
     encoder_normalize: bool = True
@@ -140,6 +152,10 @@ class T2LConfig(PreTrainedConfig):
                 raise ValueError(f"`{field_name}` must be a positive integer, got {getattr(self, field_name)}.")
         if self.latent_size % 4 != 0:
             raise ValueError(f"`latent_size` must be divisible by 4 (task D/2 + layer D/4 + module D/4), got {self.latent_size}.")
+        if self.rank_embedding not in RANK_EMBEDDINGS:
+            raise ValueError(f"`rank_embedding` must be one of {RANK_EMBEDDINGS}, got {self.rank_embedding!r}.")
+        if self.rank_embedding == "learned" and self.variant != "S":
+            raise ValueError("`rank_embedding='learned'` only applies to the S variant; use variant='S' or 'rotary'.")
         if self.variant == "S" and self.latent_size % 2 != 0:
             raise ValueError("The S variant's rotary rank code needs an even `latent_size`.")
         if self.output_divisor == 0:

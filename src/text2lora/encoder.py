@@ -62,6 +62,17 @@ def format_description(text: str, add_period: bool = True) -> str:
     return text
 
 
+def _set_pooling(model, mode: str, name: str) -> None:
+    """Make every pooling module of a `SentenceTransformer` pool with `mode` (e.g. "cls")."""
+    poolings = [module for module in model if hasattr(module, "pooling_mode") and hasattr(module, "POOLING_MODES")]
+    if not poolings:
+        raise ValueError(f"The encoder {name!r} has no pooling module to set to {mode!r}; unset `encoder_pooling`.")
+    for module in poolings:
+        if mode not in module.POOLING_MODES:
+            raise ValueError(f"Unknown encoder pooling {mode!r}; choose one of {module.POOLING_MODES}.")
+        module.pooling_mode = mode
+
+
 class DescriptionEncoder:
     """Embeds task descriptions with a sentence-transformers model, the T2L way.
 
@@ -73,6 +84,8 @@ class DescriptionEncoder:
         prompt: text put before every description.
         max_length: the encoder's token limit (its own default when `None`).
         trust_remote_code: passed to `SentenceTransformer` (gte-large-en-v1.5 needs it).
+        pooling: pooling mode of the token embeddings ("cls", "mean", ...), replacing the folder's own; `None`
+            keeps it.
         device: where the encoder runs (default CPU).
         cache_size: number of embeddings kept in memory, least recently used dropped first.
     """
@@ -87,6 +100,7 @@ class DescriptionEncoder:
         prompt: str | None = None,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        pooling: str | None = None,
         device: str | torch.device | None = None,
         cache_size: int = 4096,
         model: Any = None,
@@ -98,6 +112,7 @@ class DescriptionEncoder:
         self.prompt = prompt
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
+        self.pooling = pooling
         self.device = str(device) if device is not None else "cpu"
         self.cache_size = cache_size
         self._model = model
@@ -114,6 +129,7 @@ class DescriptionEncoder:
             prompt=config.encoder_prompt,
             max_length=config.encoder_max_length,
             trust_remote_code=config.encoder_trust_remote_code,
+            pooling=getattr(config, "encoder_pooling", None),
             **kwargs,
         )
 
@@ -121,7 +137,10 @@ class DescriptionEncoder:
     def identity(self) -> str:
         """A string that changes whenever the embedding of a given text could change."""
         return "|".join(
-            str(v) for v in (self.name_or_path, self.normalize, self.scale, self.add_period, self.prompt, self.max_length)
+            str(v)
+            for v in (
+                self.name_or_path, self.normalize, self.scale, self.add_period, self.prompt, self.max_length, self.pooling
+            )
         )
 
     @property
@@ -150,6 +169,8 @@ class DescriptionEncoder:
             raise OSError(f"Could not load the description encoder {self.name_or_path!r}{offline}: {hint}.") from err
         if self.max_length is not None:
             model.max_seq_length = self.max_length
+        if self.pooling is not None:
+            _set_pooling(model, self.pooling, self.name_or_path)
         model.eval()
         return model
 

@@ -180,6 +180,10 @@ class T2LModel(T2LPreTrainedModel):
             {m: nn.Parameter(torch.zeros(2, d)) for m in config.target_modules} if config.variant != "L" else {}
         )
         self.ab_embedding_norm = nn.LayerNorm(d, eps=eps) if config.variant != "L" else None
+        # S with a learned rank code: an embedding per rank row instead of the parameter-free rotary code.
+        learned_rank = config.variant == "S" and config.rank_embedding == "learned"
+        self.rank_embedding = nn.Embedding(config.lora_r, d) if learned_rank else None
+        self.rank_embedding_norm = nn.LayerNorm(d, eps=eps) if learned_rank else None
         self.ab_offsets = self._factor_buffers("offset") if config.ab_offset else None
         self.output_mean = self._factor_buffers("mean") if config.output_zscore else None
         self.output_std = self._factor_buffers("std") if config.output_zscore else None
@@ -251,7 +255,10 @@ class T2LModel(T2LPreTrainedModel):
         g = self.residual_block_2(hidden[:, None] + ab)  # [M, 2, B, L, D]
         if config.variant == "S":
             g = g[..., None, :].expand(*g.shape[:-1], r, g.shape[-1])
-            g = self.residual_block_2(rotary_rank_code(g, config.rope_base))  # [M, 2, B, L, r, D]
+            if self.rank_embedding is None:
+                g = self.residual_block_2(rotary_rank_code(g, config.rope_base))  # [M, 2, B, L, r, D]
+            else:
+                g = g + self.residual_block_2(self.rank_embedding_norm(self.rank_embedding.weight))
         features = self.output_block(g)
         lora_A, lora_B = {}, {}
         for index, name in enumerate(config.target_modules):
@@ -396,6 +403,14 @@ class T2LModel(T2LPreTrainedModel):
         return adapter.save_pretrained(save_directory, dtype=dtype, overwrite=overwrite)
 
     # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def from_reference(cls, checkpoint_dir: str | os.PathLike, **kwargs: Any) -> "T2LModel":
+        """Load a hypernetwork released with the Text-to-LoRA paper (a folder with `hypermod.pt`, `args.yaml`
+        and `adapter_config.json`); see `text2lora.reference.load_reference_checkpoint` for the options."""
+        from .reference import load_reference_checkpoint
+
+        return load_reference_checkpoint(checkpoint_dir, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args: Any, **kwargs: Any):
