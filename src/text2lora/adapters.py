@@ -115,12 +115,10 @@ class GeneratedLora:
         return GeneratedLora(self.config, state, self.description, self.hypernetwork, self.mix_weights, dict(self.extra_metadata))
 
     def metadata(self) -> dict[str, Any]:
-        from . import __version__
-
         meta = {
             "description": self.description,
             "hypernetwork": self.hypernetwork,
-            "text2lora_version": __version__,
+            "text2lora_version": _package_version(),
         }
         if self.mix_weights is not None:
             meta["mix_weights"] = self.mix_weights
@@ -150,6 +148,16 @@ class GeneratedLora:
         from .cards import adapter_card
 
         return adapter_card(self)
+
+
+def _package_version() -> str:
+    # Not `from . import __version__`: this module is also copied into Hub repos for trust_remote_code loading.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("text2lora")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def read_adapter_metadata(adapter_dir: str | os.PathLike) -> dict[str, Any]:

@@ -99,10 +99,9 @@ class TextLoraConfig(LoraConfig):
 
 
 def _write_generated_weights(tuner: LoraModel, model, adapter_name: str) -> None:
-    from .injection import check_base_model_matches, write_lora_weights
+    from .injection import write_lora_weights
 
     config = tuner.peft_config[adapter_name]
-    check_base_model_matches(model, config.t2l.config)
     write_lora_weights(model, adapter_name, config.generate(), config.t2l.config)
 
 
@@ -119,6 +118,11 @@ def install_peft_hook() -> None:
 
     @functools.wraps(original)
     def inject_adapter(self, model, adapter_name, *args, **kwargs):
+        config = self.peft_config.get(adapter_name)
+        if isinstance(config, TextLoraConfig):
+            from .injection import check_base_model_matches
+
+            check_base_model_matches(model, config.t2l.config)  # before any layer is touched
         result = original(self, model, adapter_name, *args, **kwargs)
         if isinstance(self.peft_config.get(adapter_name), TextLoraConfig):
             _write_generated_weights(self, model, adapter_name)

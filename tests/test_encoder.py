@@ -1,0 +1,78 @@
+"""DescriptionEncoder: formatting rules, normalisation and scale, caching, clear errors when offline."""
+
+import math
+
+import pytest
+import torch
+
+from text2lora import DescriptionEncoder
+from text2lora.encoder import PACKAGED_ENCODERS, PackagedEncoder, format_description
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("Translate to French", "Translate to French."), ("  Count legs?  ", "Count legs?"), ("Sum 2+2", "Sum 2+2")],
+)
+def test_full_stop_rule(text, expected):
+    assert format_description(text) == expected
+
+
+def test_embeddings_are_normalised_and_scaled(tiny_encoder_dir):
+    encoder = DescriptionEncoder(str(tiny_encoder_dir))
+    emb = encoder.encode(["Translate to French.", "Count the legs of animals."])
+    assert emb.shape == (2, 32) and emb.dtype == torch.float32
+    torch.testing.assert_close(emb.norm(dim=-1), torch.full((2,), math.sqrt(32)))
+    raw = DescriptionEncoder(str(tiny_encoder_dir), normalize=True, scale=1.0).encode("Translate to French.")
+    torch.testing.assert_close(emb[0], raw * math.sqrt(32))
+
+
+def test_period_rule_changes_the_input(tiny_encoder_dir):
+    with_period = DescriptionEncoder(str(tiny_encoder_dir), add_period=True)
+    without = DescriptionEncoder(str(tiny_encoder_dir), add_period=False)
+    assert torch.equal(with_period.encode("Translate to French"), without.encode("Translate to French."))
+    assert not torch.equal(with_period.encode("Translate to French"), without.encode("Translate to French"))
+
+
+def test_cache_avoids_recomputing(tiny_encoder_dir):
+    encoder = DescriptionEncoder(str(tiny_encoder_dir), cache_size=2)
+    calls = []
+    original = encoder.model.encode
+
+    def counting(texts, **kwargs):
+        calls.append(list(texts))
+        return original(texts, **kwargs)
+
+    encoder.model.encode = counting
+    first = encoder.encode(["a task.", "b task.", "a task."])
+    again = encoder.encode("a task.")
+    assert calls == [["a task.", "b task."]]
+    torch.testing.assert_close(first[0], again)
+    encoder.encode(["c task.", "d task."])  # evicts a and b (cache_size=2)
+    encoder.encode("a task.")
+    assert calls[-1] == ["a task."]
+
+
+def test_missing_packaged_encoder_names_the_package(monkeypatch):
+    monkeypatch.setitem(
+        PACKAGED_ENCODERS,
+        "acme/offline-encoder",
+        PackagedEncoder(package="not_installed_pkg_xyz", subfolder="model", pip_requirement="pip install acme-encoder"),
+    )
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="pip install acme-encoder"):
+        DescriptionEncoder("acme/offline-encoder").encode("A task.")
+
+
+def test_unknown_encoder_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="Could not load the description encoder 'acme/nothing-here'"):
+        DescriptionEncoder("acme/nothing-here").encode("A task.")
+
+
+@pytest.mark.integration
+def test_packaged_minilm_resolves_offline():
+    encoder = DescriptionEncoder("sentence-transformers/all-MiniLM-L6-v2")
+    emb = encoder.encode(["Solve math word problems.", "Solve arithmetic word problems.", "Write a poem about cats."])
+    assert emb.shape == (3, 384)
+    cos = torch.nn.functional.cosine_similarity
+    assert cos(emb[0], emb[1], dim=0) > cos(emb[0], emb[2], dim=0)
