@@ -176,7 +176,9 @@ class DescriptionEncoder:
 
     @property
     def embedding_size(self) -> int:
-        return int(self.model.get_sentence_embedding_dimension())
+        model = self.model
+        getter = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(getter())
 
     def format(self, text: str) -> str:
         text = format_description(text, self.add_period)
