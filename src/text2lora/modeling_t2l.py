@@ -402,7 +402,21 @@ class T2LModel(T2LPreTrainedModel):
             raise ValueError("save_adapter writes one adapter; pass one description (or several with `weights`).")
         return adapter.save_pretrained(save_directory, dtype=dtype, overwrite=overwrite)
 
-    # ------------------------------------------------------------------ loading
+    # ------------------------------------------------------------------ saving and loading
+
+    def save_pretrained(self, save_directory, *args: Any, **kwargs: Any):
+        """`PreTrainedModel.save_pretrained`, plus a README.md model card (`text2lora.hub.save_with_card`:
+        extra keywords `eval_results`, `datasets`, `tags`, `license`, `model_card=False` to skip it)."""
+        from .hub import save_with_card
+
+        return save_with_card(self, super().save_pretrained, save_directory, *args, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        """Upload weights, config, modelling code and our model card in one commit (transformers' own
+        `push_to_hub` would replace the card with a generic one); see `text2lora.hub.push_hypernetwork_to_hub`."""
+        from .hub import push_hypernetwork_to_hub
+
+        return push_hypernetwork_to_hub(self, repo_id, **kwargs)
 
     @classmethod
     def from_reference(cls, checkpoint_dir: str | os.PathLike, **kwargs: Any) -> "T2LModel":
