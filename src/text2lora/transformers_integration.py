@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from .adapters import GeneratedLora
+from .cache import resolve_cache
 from .checkpoints import load_hypernetwork
 from .injection import check_base_model_matches, write_lora_weights
 
@@ -24,6 +25,7 @@ def load_description_adapter(
     *,
     weights: Sequence[float] | None = None,
     is_trainable: bool = False,
+    cache: Any = True,
 ) -> GeneratedLora:
     """Generate a LoRA adapter from `description` and load it into this model under `adapter_name`.
 
@@ -37,12 +39,18 @@ def load_description_adapter(
         adapter_name: defaults to "default" (as `load_adapter` does).
         weights: mixing weights for several descriptions.
         is_trainable: leave the LoRA weights trainable (e.g. to fine-tune from the generated adapter).
+        cache: reuse adapters generated before: `True` for the default on-disk `AdapterCache` (off when
+            `$TEXT2LORA_DISABLE_ADAPTER_CACHE` is set), an `AdapterCache` or folder, or `False` to always generate.
     """
     from peft import PeftModel
 
     hypernetwork = load_hypernetwork(t2l)
     check_base_model_matches(self, hypernetwork.config)
-    adapter = hypernetwork.generate_lora(description, weights=weights)
+    store = resolve_cache(cache)
+    if store is not None and not (isinstance(description, (list, tuple)) and len(description) > 1 and weights is None):
+        adapter = store.get_or_generate(hypernetwork, description, weights=weights)
+    else:
+        adapter = hypernetwork.generate_lora(description, weights=weights)
     if isinstance(adapter, list):
         if len(adapter) != 1:
             raise ValueError("load_description_adapter loads one adapter: pass one description, or several with weights.")

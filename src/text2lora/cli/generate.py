@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import time
@@ -23,6 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--dtype", default="float32", help="saved dtype: float32 (default), bfloat16 or float16")
     gen.add_argument("--batch-size", type=int, default=64, help="descriptions per forward pass")
     gen.add_argument("--overwrite", action="store_true", help="replace existing output folders")
+    gen.add_argument("--no-cache", action="store_true", help="always run the hypernetwork; do not read or fill the adapter cache")
+    gen.add_argument(
+        "--cache-dir", type=Path, default=None, help="adapter cache folder (default: $TEXT2LORA_ADAPTER_CACHE_DIR or ~/.cache/text2lora/adapters)"
+    )
     gen.set_defaults(func=run_generate)
 
     info = subparsers.add_parser("info", help="show a hypernetwork's config, size, base model and encoder")
@@ -69,14 +74,35 @@ def _slug(text: str, index: int) -> str:
 def run_generate(args: argparse.Namespace) -> int:
     from text2lora.checkpoints import load_hypernetwork
 
+    from text2lora.cache import resolve_cache
+
     descriptions = _read_descriptions(args)
-    t2l = load_hypernetwork(args.t2l)
+    cache = None if args.no_cache else resolve_cache(args.cache_dir if args.cache_dir is not None else True)
     start = time.perf_counter()
+    # A saved folder is identified from its files, so cache hits need no hypernetwork in memory at all.
+    identity, adapters = _cached_only(cache, args, descriptions)
+    t2l = None
+    if adapters is None:
+        t2l = load_hypernetwork(args.t2l)
+        if args.weights is not None:
+            if cache is not None:
+                adapters = [
+                    cache.get_or_generate(t2l, descriptions, weights=args.weights, dtype=args.dtype, identity=identity)
+                ]
+            else:
+                adapters = [t2l.generate_lora(descriptions, weights=args.weights)]
+        else:
+            progress = len(descriptions) > 64
+            if cache is not None:
+                adapters = cache.get_or_generate_many(
+                    t2l, descriptions, dtype=args.dtype, batch_size=args.batch_size, show_progress_bar=progress,
+                    identity=identity,
+                )
+            else:
+                adapters = t2l.generate_lora(descriptions, batch_size=args.batch_size, show_progress_bar=progress)
     if args.weights is not None:
-        adapters = [t2l.generate_lora(descriptions, weights=args.weights)]
         outputs = [args.out]
     else:
-        adapters = t2l.generate_lora(descriptions, batch_size=args.batch_size, show_progress_bar=len(descriptions) > 64)
         outputs = [args.out] if len(adapters) == 1 else [args.out / _slug(d, i) for i, d in enumerate(descriptions)]
     elapsed = time.perf_counter() - start
     for adapter, out in zip(adapters, outputs):
@@ -84,8 +110,30 @@ def run_generate(args: argparse.Namespace) -> int:
             raise FileExistsError(f"{out} already exists; pass --overwrite to replace it.")
         adapter.save_pretrained(out, dtype=args.dtype)
         print(f"wrote {out}  ({adapter.num_parameters:,} parameters)  <- {adapter.description!r}")
-    print(f"generated {len(adapters)} adapter(s) in {elapsed * 1000:.1f} ms with {t2l.name_or_path or 'hypernetwork'}")
+    name = (t2l.name_or_path if t2l is not None else args.t2l) or "hypernetwork"
+    if t2l is None:
+        print(f"read {len(adapters)} adapter(s) from the adapter cache {cache.cache_dir} in {elapsed * 1000:.1f} ms ({name})")
+    else:
+        source = f" (adapter cache {cache.cache_dir})" if cache is not None else ""
+        print(f"generated {len(adapters)} adapter(s) in {elapsed * 1000:.1f} ms with {name}{source}")
     return 0
+
+
+def _cached_only(cache, args: argparse.Namespace, descriptions: list[str]):
+    """(identity of a local hypernetwork folder or None, the adapters if every one is cached else None)."""
+    from text2lora.checkpoints import resolve_checkpoint
+
+    if cache is None or args.t2l is None:
+        return None, None
+    folder = Path(resolve_checkpoint(args.t2l))
+    if not (folder / "config.json").is_file():
+        return None, None
+    identity = dataclasses.replace(cache.identify(folder), name=str(args.t2l))
+    if args.weights is not None:
+        found = [cache.get(identity, descriptions, weights=args.weights, dtype=args.dtype)]
+    else:
+        found = [cache.get(identity, d, dtype=args.dtype) for d in descriptions]
+    return identity, (found if all(a is not None for a in found) else None)
 
 
 def describe_hypernetwork(t2l) -> dict:

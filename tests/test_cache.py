@@ -1,0 +1,214 @@
+"""AdapterCache: keys, hits without a forward pass, LRU eviction, atomic writes, and its use by the CLI and
+`load_description_adapter`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from text2lora import T2LModel
+from text2lora.cache import AdapterCache, folder_fingerprint, model_fingerprint, parse_size, resolve_cache
+from text2lora.cli import main as cli_main
+
+DESCRIPTION = "Solve grade-school math word problems step by step"
+
+
+class ForwardCounter:
+    """Counts hypernetwork forward passes (a cache hit must not run one)."""
+
+    def __init__(self, model: T2LModel) -> None:
+        self.calls = 0
+        model.register_forward_hook(self._hook)
+
+    def _hook(self, *_):
+        self.calls += 1
+
+
+def _assert_same_adapter(a, b):
+    assert a.state_dict.keys() == b.state_dict.keys()
+    for key in a.state_dict:
+        torch.testing.assert_close(a.state_dict[key], b.state_dict[key], rtol=0, atol=0)
+
+
+def test_repeated_description_is_a_file_read(tmp_path, tiny_t2l_nonzero):
+    cache = AdapterCache(tmp_path / "cache")
+    counter = ForwardCounter(tiny_t2l_nonzero)
+    first = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    assert counter.calls == 1 and len(cache) == 1
+    again = cache.get_or_generate(tiny_t2l_nonzero, "  " + DESCRIPTION + ".  ")  # same text after formatting
+    assert counter.calls == 1
+    _assert_same_adapter(first, again)
+    _assert_same_adapter(first, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
+    assert again.description == DESCRIPTION  # provenance of the entry
+    assert again.hypernetwork == first.hypernetwork
+    # A different description is a miss.
+    calls = counter.calls
+    cache.get_or_generate(tiny_t2l_nonzero, "Translate English to French")
+    assert counter.calls == calls + 1 and len(cache) == 2
+
+
+def test_key_covers_everything_the_adapter_depends_on(tmp_path, tiny_t2l_nonzero, tiny_config):
+    cache = AdapterCache(tmp_path)
+    base = cache.key(tiny_t2l_nonzero, DESCRIPTION)
+    assert base == cache.key(tiny_t2l_nonzero, DESCRIPTION + ".")
+    assert base != cache.key(tiny_t2l_nonzero, "Translate English to French")
+    assert base != cache.key(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
+    assert base != cache.key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"], weights=[0.7, 0.3])
+    assert cache.key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"], weights=[0.7, 0.3]) != cache.key(
+        tiny_t2l_nonzero, [DESCRIPTION, "Translate"], weights=[0.3, 0.7]
+    )
+    embedding = torch.randn(tiny_config.task_embedding_size)
+    assert cache.key(tiny_t2l_nonzero, embedding) != cache.key(tiny_t2l_nonzero, embedding + 1)
+    # Another hypernetwork (same config, other weights), and the same one after training steps.
+    torch.manual_seed(5)
+    other = T2LModel(tiny_config)
+    assert base != cache.key(other, DESCRIPTION)
+    with torch.no_grad():
+        tiny_t2l_nonzero.heads["q_proj"].bias.add_(0.01)
+    changed = cache.key(tiny_t2l_nonzero, DESCRIPTION)
+    assert changed != base
+    with torch.no_grad():  # an edit through `.data` bypasses version counters; the sample still sees it
+        tiny_t2l_nonzero.heads["v_proj"].weight.data.mul_(2.0)
+    assert cache.key(tiny_t2l_nonzero, DESCRIPTION) != changed
+    with pytest.raises(ValueError, match="one adapter"):
+        cache.key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"])
+    with pytest.raises(ValueError, match="empty"):
+        cache.key(tiny_t2l_nonzero, "   ")
+
+
+def test_changed_weights_never_serve_a_stale_adapter(tmp_path, tiny_t2l_nonzero):
+    cache = AdapterCache(tmp_path)
+    before = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    with torch.no_grad():
+        for head in tiny_t2l_nonzero.heads.values():
+            head.bias.add_(0.5)
+    after = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    key = next(iter(after.state_dict))
+    assert (after.state_dict[key] - before.state_dict[key]).abs().max() > 0.1
+    _assert_same_adapter(after, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
+
+
+def test_saved_folder_is_identified_without_loading_it(tmp_path, tiny_t2l_nonzero, monkeypatch):
+    folder = tmp_path / "t2l"
+    tiny_t2l_nonzero.save_pretrained(folder)
+    reloaded = T2LModel.from_pretrained(folder)
+    assert folder_fingerprint(folder) == model_fingerprint(reloaded) == model_fingerprint(tiny_t2l_nonzero)
+    cache = AdapterCache(tmp_path / "cache")
+    adapter = cache.get_or_generate(reloaded, DESCRIPTION)
+    # The folder's fingerprint is remembered: a second identification only looks at file sizes and times.
+    cache.identify(folder)
+    monkeypatch.setattr("text2lora.cache.folder_fingerprint", lambda _: pytest.fail("re-hashed the folder"))
+    hit = cache.get(folder, DESCRIPTION)
+    assert hit is not None
+    _assert_same_adapter(hit, adapter)
+
+
+def test_dtype_is_part_of_the_entry(tmp_path, tiny_t2l_nonzero):
+    cache = AdapterCache(tmp_path)
+    bf16 = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
+    again = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION, dtype=torch.bfloat16)
+    assert all(t.dtype == torch.bfloat16 for t in again.state_dict.values())
+    _assert_same_adapter(bf16, again)
+    fp32 = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    assert all(t.dtype == torch.float32 for t in fp32.state_dict.values()) and len(cache) == 2
+
+
+def test_lru_eviction_keeps_the_size_bound(tmp_path, tiny_t2l_nonzero):
+    probe = AdapterCache(tmp_path / "probe")
+    probe.get_or_generate(tiny_t2l_nonzero, "probe")
+    entry_size = probe.entries()[0].size
+    cache = AdapterCache(tmp_path / "cache", max_size=int(2.5 * entry_size))
+    names = ["first task", "second task", "third task"]
+    paths = {}
+    for i, name in enumerate(names[:2]):
+        paths[name] = cache.adapter_path(tiny_t2l_nonzero, name)
+        os.utime(paths[name], (1_000_000 + i, 1_000_000 + i))  # deterministic use order
+    cache.get_or_generate(tiny_t2l_nonzero, "first task")  # a hit: "first" becomes the most recently used
+    assert paths["first task"].stat().st_mtime > paths["second task"].stat().st_mtime
+    cache.get_or_generate(tiny_t2l_nonzero, "third task")  # over the bound: the LRU entry goes
+    remaining = {e.path for e in cache.entries()}
+    assert paths["first task"] in remaining and paths["second task"] not in remaining
+    assert len(remaining) == 2 and cache.size <= cache.max_size
+    assert cache.clear() == 2 and len(cache) == 0
+
+
+def test_failed_write_leaves_nothing(tmp_path, tiny_t2l_nonzero, monkeypatch):
+    cache = AdapterCache(tmp_path)
+    from text2lora.adapters import GeneratedLora
+
+    real_save = GeneratedLora.save_pretrained
+
+    def crash(self, directory, **kwargs):
+        real_save(self, directory, **kwargs)
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(GeneratedLora, "save_pretrained", crash)
+    with pytest.raises(RuntimeError, match="disk full"):
+        cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    monkeypatch.undo()
+    assert len(cache) == 0 and cache.get(tiny_t2l_nonzero, DESCRIPTION) is None
+    leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert leftovers == []
+
+
+def test_damaged_entry_is_regenerated(tmp_path, tiny_t2l_nonzero):
+    cache = AdapterCache(tmp_path)
+    good = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    path = cache.adapter_path(tiny_t2l_nonzero, DESCRIPTION)
+    weights = path / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert cache.get(tiny_t2l_nonzero, DESCRIPTION) is None
+    _assert_same_adapter(cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION), good)
+
+
+def test_cli_generate_uses_the_cache(tmp_path, tiny_t2l_nonzero, capsys, monkeypatch):
+    folder = tmp_path / "t2l"
+    tiny_t2l_nonzero.save_pretrained(folder)
+    cache_dir = tmp_path / "cache"
+    args = ["generate", DESCRIPTION, "--t2l", str(folder), "--cache-dir", str(cache_dir)]
+    assert cli_main(args + ["--out", str(tmp_path / "a")]) == 0
+    assert "generated 1 adapter" in capsys.readouterr().out
+    assert len(AdapterCache(cache_dir)) == 1
+
+    # Second run: every adapter is cached, so the hypernetwork is never loaded.
+    monkeypatch.setattr("text2lora.checkpoints.load_hypernetwork", lambda *_: pytest.fail("loaded the hypernetwork"))
+    assert cli_main(args + ["--out", str(tmp_path / "b")]) == 0
+    assert "read 1 adapter(s) from the adapter cache" in capsys.readouterr().out
+    monkeypatch.undo()
+    a = (tmp_path / "a" / "adapter_model.safetensors").read_bytes()
+    assert a == (tmp_path / "b" / "adapter_model.safetensors").read_bytes()
+
+    assert cli_main(args + ["--out", str(tmp_path / "c"), "--no-cache", "--dtype", "bf16"]) == 0
+    assert len(AdapterCache(cache_dir)) == 1
+
+
+def test_load_description_adapter_uses_the_cache(tmp_path, tiny_base_dir, tiny_t2l_nonzero):
+    from transformers import AutoModelForCausalLM
+
+    cache = AdapterCache(tmp_path)
+    counter = ForwardCounter(tiny_t2l_nonzero)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base_dir)
+    first = model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="one", cache=cache)
+    second = model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="two", cache=cache)
+    assert counter.calls == 1 and len(cache) == 1
+    _assert_same_adapter(first, second)
+    model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="three", cache=False)
+    assert counter.calls == 2
+
+
+def test_resolve_cache_and_sizes(tmp_path, monkeypatch):
+    monkeypatch.setenv("TEXT2LORA_ADAPTER_CACHE_DIR", str(tmp_path / "env"))
+    monkeypatch.setenv("TEXT2LORA_ADAPTER_CACHE_SIZE", "3MB")
+    default = resolve_cache(True)
+    assert default.cache_dir == tmp_path / "env" and default.max_size == 3_000_000
+    assert resolve_cache(False) is None
+    assert resolve_cache(tmp_path / "x").cache_dir == tmp_path / "x"
+    monkeypatch.setenv("TEXT2LORA_DISABLE_ADAPTER_CACHE", "1")
+    assert resolve_cache(True) is None
+    assert parse_size("2GiB") == 2 * 1024**3 and parse_size("500MB") == 500_000_000 and parse_size(123) == 123
+    with pytest.raises(ValueError, match="cache size"):
+        parse_size("lots")
+    with pytest.raises(ValueError, match="positive"):
+        AdapterCache(tmp_path, max_size=0)
