@@ -1,0 +1,135 @@
+"""Adapter generation speed and memory, hypernetwork only (no base model, no text encoder).
+
+For the L, M and S variants at the paper's Mistral-7B shapes (32 layers, q 4096->4096, v 4096->1024, r=8,
+1024-d task embedding) and at SmolLM2-135M shapes, prints: parameter count, median latency for one adapter and
+for 64 adapters in one batched call (adapters/s), and the peak RSS of a fresh process that does only that.
+Each configuration runs in its own subprocess so peak memory is not inherited from the previous one.
+
+    python benchmarks/bench_generate.py [--repeats 10] [--variants L M S] [--shapes mistral smollm2] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SHAPES = {
+    "mistral": dict(num_layers=32, module_shapes={"q_proj": [4096, 4096], "v_proj": [4096, 1024]}, task_embedding_size=1024),
+    "smollm2": dict(num_layers=30, module_shapes={"q_proj": [576, 576], "v_proj": [576, 192]}, task_embedding_size=384),
+}
+# The reference implementation, measured on this same 2-core CPU (hypernetwork alone), from the issue.
+REFERENCE_MS = {"L": 37.0, "M": 46.0, "S": 31.0}
+REFERENCE_64_L_S = 2.3
+
+
+def run_one(variant: str, shape: str, repeats: int, batch: int) -> dict:
+    """Runs in a fresh process: build the hypernetwork, time `generate` for 1 and `batch` adapters."""
+    import resource
+
+    import torch
+
+    from text2lora import T2LConfig, T2LModel
+    from text2lora.adapters import factors_to_state_dict
+
+    torch.manual_seed(0)
+    config = T2LConfig(variant=variant, target_modules=["q_proj", "v_proj"], lora_r=8, **SHAPES[shape])
+    model = T2LModel(config).eval()
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.weight.normal_(0, 0.01)
+
+    def generate(n: int) -> float:
+        emb = torch.randn(n, config.task_embedding_size)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model(emb)
+            for i in range(n):  # include building the PEFT state dicts (views, no copies)
+                factors_to_state_dict(config, {m: out.lora_A[m][i] for m in out.lora_A}, {m: out.lora_B[m][i] for m in out.lora_B})
+        return time.perf_counter() - start
+
+    generate(1), generate(batch)  # warm-up
+    one = statistics.median(generate(1) for _ in range(repeats))
+    many = statistics.median(generate(batch) for _ in range(max(3, repeats // 3)))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {
+        "variant": variant,
+        "shape": shape,
+        "parameters": model.num_parameters(),
+        "one_ms": one * 1000,
+        "batch": batch,
+        "batch_s": many,
+        "adapters_per_s": batch / many,
+        "peak_rss_mb": peak_mb,
+        "threads": torch.get_num_threads(),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variants", nargs="+", default=["L", "M", "S"])
+    parser.add_argument("--shapes", nargs="+", default=["mistral", "smollm2"], choices=sorted(SHAPES))
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--plot", default=None, help="write a bar chart of the latencies to this PNG")
+    parser.add_argument("--json", default=None, help="write the results as JSON to this file")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        variant, shape = args.child.split(":")
+        print(json.dumps(run_one(variant, shape, args.repeats, args.batch)))
+        return
+
+    rows = []
+    for shape in args.shapes:
+        for variant in args.variants:
+            cmd = [sys.executable, __file__, "--child", f"{variant}:{shape}", "--repeats", str(args.repeats),
+                   "--batch", str(args.batch)]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
+            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+            r = rows[-1]
+            print(f"  measured {shape} {variant}: {r['one_ms']:.1f} ms / adapter", file=sys.stderr)
+
+    print(f"\n| shapes | variant | parameters | 1 adapter (ms) | {args.batch} adapters (s) | adapters/s | peak RSS (MB) |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['shape']} | {r['variant']} | {r['parameters']:,} | {r['one_ms']:.1f} | {r['batch_s']:.3f} | "
+              f"{r['adapters_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+    mistral = {r["variant"]: r for r in rows if r["shape"] == "mistral"}
+    if mistral:
+        print("\nAgainst the reference implementation on this CPU (Mistral shapes, hypernetwork alone):")
+        for v, r in mistral.items():
+            print(f"  {v}: {r['one_ms']:.1f} ms vs {REFERENCE_MS[v]:.0f} ms  ({REFERENCE_MS[v] / r['one_ms']:.2f}x)")
+        if "L" in mistral and args.batch == 64:
+            print(f"  64 L adapters: {mistral['L']['batch_s']:.2f} s vs {REFERENCE_64_L_S} s  "
+                  f"({REFERENCE_64_L_S / mistral['L']['batch_s']:.2f}x); targets: 1 L <= 35 ms, 64 L <= 1.6 s, RSS < 1.2 GB")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
+    if args.plot:
+        _plot(rows, args.plot, args.batch)
+
+
+def _plot(rows: list[dict], path: str, batch: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    labels = [f"{r['shape']}\n{r['variant']}" for r in rows]
+    axes[0].bar(labels, [r["one_ms"] for r in rows], color="#4c72b0")
+    axes[0].set_ylabel("ms"), axes[0].set_title("one adapter (median)")
+    axes[1].bar(labels, [r["adapters_per_s"] for r in rows], color="#55a868")
+    axes[1].set_ylabel("adapters / s"), axes[1].set_title(f"{batch} adapters in one call")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
