@@ -1,0 +1,59 @@
+"""Task sources: each turns one real offline source into `RawTask`s (prompt/completion examples + provenance).
+
+- `natural_instructions`: the 61 Natural-Instructions v1 tasks shipped in the BIG-bench archive.
+- `bigbench`: the JSON tasks of the BIG-bench archive (programmatic `task.py` tasks are not supported).
+- `reasoning_gym`: procedural generators of the `reasoning-gym` package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ..schema import RawTask
+
+
+def stable_seed(*parts: object) -> int:
+    """A seed derived from its parts that is identical across runs and machines (unlike `hash()`)."""
+    digest = hashlib.sha256("/".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+class TaskSource(ABC):
+    """A source of tasks. Subclasses name themselves and their license, and read tasks by name."""
+
+    name: ClassVar[str]
+    license: ClassVar[str]
+
+    @abstractmethod
+    def available_tasks(self) -> list[str]:
+        """Task names (as the source names them) this source can load."""
+
+    def unsupported_tasks(self) -> dict[str, str]:
+        """Tasks the source has but cannot load, with the reason (reported by the builder)."""
+        return {}
+
+    @abstractmethod
+    def load_task(self, task: str, max_examples: int, seed: int) -> RawTask:
+        """Up to `max_examples` examples of `task`, in a seeded random order (the builder filters and caps)."""
+
+
+def get_source(name: str, **kwargs) -> TaskSource:
+    """Build the source called `name` (`natural_instructions`, `bigbench`, `reasoning_gym`)."""
+    if name == "bigbench":
+        from .bigbench import BigBenchSource
+
+        return BigBenchSource(**kwargs)
+    if name == "natural_instructions":
+        from .natural_instructions import NaturalInstructionsSource
+
+        return NaturalInstructionsSource(**kwargs)
+    if name == "reasoning_gym":
+        from .reasoning_gym import ReasoningGymSource
+
+        return ReasoningGymSource(**kwargs)
+    raise ValueError(f"Unknown source {name!r}; choose from 'natural_instructions', 'bigbench', 'reasoning_gym'.")
+
+
+__all__ = ["TaskSource", "get_source", "stable_seed"]
