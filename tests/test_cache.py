@@ -212,3 +212,14 @@ def test_resolve_cache_and_sizes(tmp_path, monkeypatch):
         parse_size("lots")
     with pytest.raises(ValueError, match="positive"):
         AdapterCache(tmp_path, max_size=0)
+
+
+def test_cache_cli(tmp_path, tiny_t2l_nonzero, capsys):
+    cache = AdapterCache(tmp_path)
+    cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    assert cli_main(["cache", "info", "--cache-dir", str(tmp_path)]) == 0
+    assert "1 adapter(s)" in capsys.readouterr().out
+    assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
+    assert DESCRIPTION in capsys.readouterr().out
+    assert cli_main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
+    assert len(cache) == 0
