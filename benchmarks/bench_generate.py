@@ -27,8 +27,8 @@ REFERENCE_MS = {"L": 37.0, "M": 46.0, "S": 31.0}
 REFERENCE_64_L_S = 2.3
 
 
-def run_one(variant: str, shape: str, repeats: int, batch: int) -> dict:
-    """Runs in a fresh process: build the hypernetwork, time `generate` for 1 and `batch` adapters."""
+def run_one(variant: str, shape: str, repeats: int, n: int) -> dict:
+    """Runs in a fresh process: build the hypernetwork, time generating `n` adapters in one call."""
     import resource
 
     import torch
@@ -52,19 +52,16 @@ def run_one(variant: str, shape: str, repeats: int, batch: int) -> dict:
                 factors_to_state_dict(config, {m: out.lora_A[m][i] for m in out.lora_A}, {m: out.lora_B[m][i] for m in out.lora_B})
         return time.perf_counter() - start
 
-    generate(1), generate(batch)  # warm-up
-    one = statistics.median(generate(1) for _ in range(repeats))
-    many = statistics.median(generate(batch) for _ in range(max(3, repeats // 3)))
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    generate(n)  # warm-up
+    seconds = statistics.median(generate(n) for _ in range(repeats if n == 1 else max(3, repeats // 3)))
     return {
         "variant": variant,
         "shape": shape,
         "parameters": model.num_parameters(),
-        "one_ms": one * 1000,
-        "batch": batch,
-        "batch_s": many,
-        "adapters_per_s": batch / many,
-        "peak_rss_mb": peak_mb,
+        "n": n,
+        "seconds": seconds,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "output_mb": n * config.num_layers * sum(config.lora_r * sum(s) for s in config.module_shapes.values()) * 4 / 2**20,
         "threads": torch.get_num_threads(),
     }
 
@@ -81,25 +78,34 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        variant, shape = args.child.split(":")
-        print(json.dumps(run_one(variant, shape, args.repeats, args.batch)))
+        variant, shape, n = args.child.split(":")
+        print(json.dumps(run_one(variant, shape, args.repeats, int(n))))
         return
+
+    def measure(variant: str, shape: str, n: int) -> dict:
+        cmd = [sys.executable, __file__, "--child", f"{variant}:{shape}:{n}", "--repeats", str(args.repeats)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     rows = []
     for shape in args.shapes:
         for variant in args.variants:
-            cmd = [sys.executable, __file__, "--child", f"{variant}:{shape}", "--repeats", str(args.repeats),
-                   "--batch", str(args.batch)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
-            rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
-            r = rows[-1]
-            print(f"  measured {shape} {variant}: {r['one_ms']:.1f} ms / adapter", file=sys.stderr)
+            one, many = measure(variant, shape, 1), measure(variant, shape, args.batch)
+            rows.append({
+                "variant": variant, "shape": shape, "parameters": one["parameters"], "one_ms": one["seconds"] * 1000,
+                "one_peak_rss_mb": one["peak_rss_mb"], "batch": args.batch, "batch_s": many["seconds"],
+                "adapters_per_s": args.batch / many["seconds"], "batch_peak_rss_mb": many["peak_rss_mb"],
+                "batch_output_mb": many["output_mb"], "threads": one["threads"],
+            })
+            print(f"  measured {shape} {variant}: {rows[-1]['one_ms']:.1f} ms / adapter", file=sys.stderr)
 
-    print(f"\n| shapes | variant | parameters | 1 adapter (ms) | {args.batch} adapters (s) | adapters/s | peak RSS (MB) |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+    b = args.batch
+    print(f"\n| shapes | variant | parameters | 1 adapter (ms) | peak RSS, 1 (MB) | {b} adapters (s) | adapters/s "
+          f"| peak RSS, {b} (MB) | of which {b} adapters' fp32 tensors (MB) |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['shape']} | {r['variant']} | {r['parameters']:,} | {r['one_ms']:.1f} | {r['batch_s']:.3f} | "
-              f"{r['adapters_per_s']:.0f} | {r['peak_rss_mb']:.0f} |")
+        print(f"| {r['shape']} | {r['variant']} | {r['parameters']:,} | {r['one_ms']:.1f} | {r['one_peak_rss_mb']:.0f} | "
+              f"{r['batch_s']:.3f} | {r['adapters_per_s']:.0f} | {r['batch_peak_rss_mb']:.0f} | {r['batch_output_mb']:.0f} |")
     mistral = {r["variant"]: r for r in rows if r["shape"] == "mistral"}
     if mistral:
         print("\nAgainst the reference implementation on this CPU (Mistral shapes, hypernetwork alone):")
