@@ -6,6 +6,12 @@ for 64 adapters in one batched call (adapters/s), and the peak RSS of a fresh pr
 Each configuration runs in its own subprocess so peak memory is not inherited from the previous one.
 
     python benchmarks/bench_generate.py [--repeats 10] [--variants L M S] [--shapes mistral smollm2] [--plot out.png]
+
+With `--cache`, it measures the on-disk adapter cache instead (Mistral shapes, one adapter): a cold call (hash
+the hypernetwork's weights once, generate, write), a miss with the hypernetwork already hashed, a warm call
+(key + file read), and a bare `safetensors` read of the same file for comparison.
+
+    python benchmarks/bench_generate.py --cache [--variants L] [--repeats 20]
 """
 
 from __future__ import annotations
@@ -66,6 +72,50 @@ def run_one(variant: str, shape: str, repeats: int, n: int) -> dict:
     }
 
 
+def run_cache(variant: str, repeats: int) -> dict:
+    """Runs in a fresh process: cold and warm `AdapterCache.get_or_generate` for one adapter at Mistral shapes."""
+    import tempfile
+
+    import torch
+    from safetensors.torch import load_file
+
+    from text2lora import T2LConfig, T2LModel
+    from text2lora.cache import AdapterCache
+
+    torch.manual_seed(0)
+    config = T2LConfig(variant=variant, target_modules=["q_proj", "v_proj"], lora_r=8, **SHAPES["mistral"])
+    model = T2LModel(config).eval()
+    with torch.no_grad():
+        for head in model.heads.values():
+            head.weight.normal_(0, 0.01)
+    cache = AdapterCache(tempfile.mkdtemp(prefix="t2l-bench-cache-"), max_size="10GiB")
+    embeddings = torch.randn(repeats + 2, config.task_embedding_size)
+
+    def timed(fn) -> float:
+        start = time.perf_counter()
+        fn()
+        return time.perf_counter() - start
+
+    cold_first = timed(lambda: cache.get_or_generate(model, embeddings[0]))  # includes hashing the weights
+    misses = [timed(lambda i=i: cache.get_or_generate(model, embeddings[i])) for i in range(1, repeats + 1)]
+    warm = [timed(lambda i=i: cache.get_or_generate(model, embeddings[i])) for i in range(1, repeats + 1)]
+    key_only = [timed(lambda i=i: cache.key(model, embeddings[i])) for i in range(1, repeats + 1)]
+    files = [cache.adapter_path(model, embeddings[i]) / "adapter_model.safetensors" for i in range(1, repeats + 1)]
+    reads = [timed(lambda f=f: load_file(str(f))) for f in files]
+    no_cache = [timed(lambda i=i: model.generate_lora(embeddings[i])) for i in range(1, repeats + 1)]
+    return {
+        "variant": variant,
+        "cold_first_ms": cold_first * 1000,
+        "miss_ms": statistics.median(misses) * 1000,
+        "warm_ms": statistics.median(warm) * 1000,
+        "key_ms": statistics.median(key_only) * 1000,
+        "file_read_ms": statistics.median(reads) * 1000,
+        "no_cache_ms": statistics.median(no_cache) * 1000,
+        "adapter_mb": files[0].stat().st_size / 2**20,
+        "weights_mb": sum(t.numel() * t.element_size() for t in model.state_dict().values()) / 2**20,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variants", nargs="+", default=["L", "M", "S"])
@@ -74,12 +124,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--plot", default=None, help="write a bar chart of the latencies to this PNG")
     parser.add_argument("--json", default=None, help="write the results as JSON to this file")
+    parser.add_argument("--cache", action="store_true", help="measure the adapter cache (cold vs warm) instead")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         variant, shape, n = args.child.split(":")
-        print(json.dumps(run_one(variant, shape, args.repeats, int(n))))
+        if shape == "cache":
+            print(json.dumps(run_cache(variant, args.repeats)))
+        else:
+            print(json.dumps(run_one(variant, shape, args.repeats, int(n))))
+        return
+    if args.cache:
+        _cache_table(args)
         return
 
     def measure(variant: str, shape: str, n: int) -> dict:
@@ -119,6 +176,24 @@ def main() -> None:
             json.dump(rows, handle, indent=2)
     if args.plot:
         _plot(rows, args.plot, args.batch)
+
+
+def _cache_table(args: argparse.Namespace) -> None:
+    rows = []
+    for variant in args.variants:
+        cmd = [sys.executable, __file__, "--child", f"{variant}:cache:1", "--repeats", str(args.repeats)]
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print("\nAdapter cache, one adapter at Mistral-7B shapes (fp32 adapter; medians; file reads from the page cache):")
+    print("| variant | weights hashed (MB) | cold, first call (ms) | miss (ms) | warm hit (ms) | of which key (ms) "
+          "| bare safetensors read (ms) | no cache (ms) | adapter file (MB) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['variant']} | {r['weights_mb']:.0f} | {r['cold_first_ms']:.0f} | {r['miss_ms']:.0f} | {r['warm_ms']:.1f} | "
+              f"{r['key_ms']:.2f} | {r['file_read_ms']:.1f} | {r['no_cache_ms']:.1f} | {r['adapter_mb']:.1f} |")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rows, handle, indent=2)
 
 
 def _plot(rows: list[dict], path: str, batch: int) -> None:
