@@ -14,6 +14,7 @@ the cache outgrows its size bound.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -251,8 +252,6 @@ class AdapterCache:
         `t2l` is a `T2LModel`, a saved hypernetwork folder or a `HypernetworkIdentity`; `identity`, when given,
         is used instead of identifying `t2l` (e.g. the folder's identity for a model just loaded from it).
         """
-        from importlib.metadata import PackageNotFoundError, version
-
         identity = identity or self.identify(t2l)
         if isinstance(description, torch.Tensor):
             if description.dim() == 2 and description.shape[0] > 1 and weights is None:
@@ -268,13 +267,9 @@ class AdapterCache:
             fmt = getattr(identity.encoder, "format", None)
             what = {"texts": [fmt(t) if fmt else str(t).strip() for t in texts],
                     "encoder": getattr(identity.encoder, "identity", repr(identity.encoder))}
-        try:
-            package = version("text2lora")
-        except PackageNotFoundError:  # pragma: no cover
-            package = "unknown"
         payload = {
             "format": CACHE_FORMAT,
-            "text2lora": package,
+            "text2lora": _package_version(),
             "hypernetwork": identity.fingerprint,
             "input": what,
             "weights": [float(w) for w in weights] if weights is not None else None,
@@ -447,6 +442,17 @@ class AdapterCache:
         except OSError:
             return
         shutil.rmtree(trash, ignore_errors=True)
+
+
+@functools.lru_cache(maxsize=1)
+def _package_version() -> str:
+    """Part of every key: a new text2lora version may generate differently, so it never reuses old entries."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("text2lora")
+    except PackageNotFoundError:  # pragma: no cover
+        return "unknown"
 
 
 def _name_of(t2l: Any) -> str | None:
