@@ -1,0 +1,586 @@
+"""Text-to-LoRA Space: describe a task, get a LoRA adapter in one forward pass, and compare the adapted model's
+answers with the base model's.
+
+Run it locally with one command (offline, on the embedded default):
+
+    python spaces_app/app.py            # options: --t2l NAME_OR_PATH --base-model NAME_OR_PATH --port 7860
+
+The app is a thin shell over text2lora's public API: `T2LModel.generate_lora` makes adapters,
+`load_description_adapter` / `set_adapter` / `disable_adapters` swap them in one base model kept in memory.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Read by gradio and huggingface_hub when they are imported, so set before the imports below.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from text2lora import DEFAULT_BASE_MODEL, DescriptionEncoder, GeneratedLora, T2LConfig, T2LModel, load_base_model
+from text2lora.cache import resolve_cache
+from text2lora.cards import hypernetwork_is_untrained
+from text2lora.checkpoints import load_hypernetwork
+from text2lora.configuration_t2l import DEFAULT_ENCODER
+from text2lora.io_utils import atomic_directory, cache_home
+
+EXAMPLE_DESCRIPTIONS = [
+    "Solve grade-school math word problems step by step and end with the final number.",
+    "Answer multiple-choice science questions by giving the letter of the correct option.",
+    "Classify the sentiment of a movie review as positive or negative.",
+    "Translate English sentences into French.",
+    "Write a short Python function that solves the described programming problem.",
+]
+EXAMPLE_PROMPTS = [
+    "A baker has 24 muffins and sells 9 of them. How many muffins are left?",
+    "Which gas do plants absorb from the air? (A) oxygen (B) carbon dioxide (C) nitrogen",
+    "Review: The plot was thin but the acting was wonderful. Sentiment?",
+]
+MAX_DESCRIPTION_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class AdapterRequest:
+    """What an adapter is made from: hypernetwork, description(s) and (for a mix) weights. Its key names the
+    adapter in this app's memory and in the base model's adapter slots."""
+
+    hypernetwork: str
+    descriptions: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+
+    @property
+    def key(self) -> str:
+        payload = json.dumps([self.hypernetwork, self.descriptions, self.weights])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+    @property
+    def description_argument(self) -> str | list[str]:
+        return self.descriptions[0] if self.weights is None else list(self.descriptions)
+
+
+@dataclass
+class AdapterResult:
+    """A generated adapter with what the UI shows about it."""
+
+    request: AdapterRequest
+    adapter: GeneratedLora
+    seconds: float
+    zip_path: Path
+    norms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    source: str = "hypernetwork"  # or "adapter cache" (read from the on-disk cache)
+
+
+class SpaceError(ValueError):
+    """A problem with the user's input, shown to them as is."""
+
+
+def untrained_default_hypernetwork(folder: Path | None = None) -> Path:
+    """An untrained SmolLM2 hypernetwork (what `t2l init --base HuggingFaceTB/SmolLM2-135M-Instruct` makes),
+    created once under text2lora's cache. Used until text2lora ships a trained default checkpoint."""
+    folder = folder or cache_home() / "space" / "untrained-SmolLM2-135M-Instruct"
+    if (folder / "config.json").is_file():
+        return folder
+    encoder = DescriptionEncoder(DEFAULT_ENCODER)
+    config = T2LConfig.for_base_model(
+        DEFAULT_BASE_MODEL, encoder_name_or_path=DEFAULT_ENCODER, task_embedding_size=encoder.embedding_size
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = T2LModel(config)
+    with atomic_directory(folder) as tmp:
+        model.save_pretrained(tmp)
+    return folder
+
+
+def adapter_norms(adapter: GeneratedLora, config: T2LConfig) -> dict[str, dict[str, list[float]]]:
+    """Per target module, per layer: ||scale * B A||_F (the weight update), ||A||_F and ||B||_F."""
+    norms: dict[str, dict[str, list[float]]] = {}
+    for module in config.target_modules:
+        rows: dict[str, list[float]] = {"delta": [], "A": [], "B": []}
+        for layer in range(config.num_layers):
+            path = config.module_paths[module].format(layer=layer)
+            a = adapter.state_dict[f"base_model.model.{path}.lora_A.weight"].float()
+            b = adapter.state_dict[f"base_model.model.{path}.lora_B.weight"].float()
+            rows["delta"].append(float(adapter.scaling * torch.linalg.matrix_norm(b @ a)))
+            rows["A"].append(float(torch.linalg.matrix_norm(a)))
+            rows["B"].append(float(torch.linalg.matrix_norm(b)))
+        norms[module] = rows
+    return norms
+
+
+def norms_figure(norms: dict[str, dict[str, list[float]]], title: str) -> Figure:
+    """Two panels: the weight update per layer, and the norms of A and B per layer, one line per module."""
+    figure = Figure(figsize=(8, 3.2), layout="constrained")
+    left, right = figure.subplots(1, 2)
+    for index, (module, rows) in enumerate(norms.items()):
+        color = f"C{index}"
+        layers = range(len(rows["delta"]))
+        left.plot(layers, rows["delta"], marker="o", markersize=3, color=color, label=module)
+        right.plot(layers, rows["A"], color=color, label=f"{module} A")
+        right.plot(layers, rows["B"], color=color, linestyle="--", label=f"{module} B")
+    left.set(title="update ||scale · B A||", xlabel="layer", ylabel="Frobenius norm")
+    right.set(title="factors ||A||, ||B||", xlabel="layer")
+    for axis in (left, right):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    left.legend(fontsize=8)
+    right.legend(fontsize=8, ncol=2)
+    figure.suptitle(title, fontsize=9)
+    return figure
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e6:.2f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:.1f} kB"
+
+
+class _StopWhenSet:
+    """A generation stopping criterion that fires when the request is abandoned (e.g. the user left)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
+
+
+class Text2LoraSpace:
+    """The state behind the demo: hypernetworks, the adapter cache and one base model with adapter slots.
+
+    Args:
+        t2l: the hypernetwork shown first (`T2LModel`, Hub name or folder). `None`: text2lora's default
+            checkpoint, or, while none ships, an untrained SmolLM2 hypernetwork created in the cache.
+        base_model: base model for that hypernetwork (name or folder); defaults to the one in its config.
+        max_prompt_tokens: longest prompt accepted (after the chat template).
+        max_new_tokens: upper limit of the answer-length slider.
+        adapter_cache: on-disk adapter cache: `True` for text2lora's default `AdapterCache`, a folder, an
+            `AdapterCache`, or `False` to keep adapters in memory only.
+        adapter_cache_size: generated adapters kept in memory (with their zips and plots).
+        adapter_slots: adapters kept loaded in the base model at once.
+    """
+
+    def __init__(
+        self,
+        t2l: Any = None,
+        base_model: str | os.PathLike | None = None,
+        *,
+        max_prompt_tokens: int = 512,
+        max_new_tokens: int = 256,
+        adapter_cache: Any = True,
+        adapter_cache_size: int = 64,
+        adapter_slots: int = 4,
+    ) -> None:
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.adapter_cache = resolve_cache(adapter_cache)
+        self.adapter_cache_size = adapter_cache_size
+        self.adapter_slots = adapter_slots
+        self._hypernetworks: OrderedDict[str, T2LModel] = OrderedDict()
+        self.default_hypernetwork: str | None = None
+        self._base_models: dict[str, str] = {}
+        self._adapters: OrderedDict[str, AdapterResult] = OrderedDict()
+        self._adapter_lock = threading.Lock()
+        self._chat_lock = threading.Lock()
+        self._chat: tuple[str, Any, Any] | None = None  # (base model name, model, tokenizer)
+        self._slots: OrderedDict[str, str] = OrderedDict()  # adapter key -> adapter name in the base model
+        self.work_dir = Path(tempfile.mkdtemp(prefix="text2lora-space-"))
+        weakref.finalize(self, shutil.rmtree, self.work_dir, True)
+
+        if t2l is None:
+            from text2lora import checkpoints
+
+            t2l = checkpoints.DEFAULT_CHECKPOINT or str(untrained_default_hypernetwork())
+        self.default_hypernetwork = self.add_hypernetwork(t2l)
+        if base_model is not None:
+            self._base_models[self.default_hypernetwork] = str(base_model)
+        self.hypernetwork(self.default_hypernetwork).description_encoder.model  # load the encoder up front
+
+    # ------------------------------------------------------------------ hypernetworks
+
+    def add_hypernetwork(self, t2l: Any) -> str:
+        """Register a hypernetwork (instance, Hub name or folder); returns the name sessions refer to it by."""
+        if isinstance(t2l, T2LModel):
+            name = t2l.name_or_path or f"in-memory hypernetwork {id(t2l):x}"
+            model = t2l.eval()
+        else:
+            name = str(t2l).strip()
+            if not name:
+                raise SpaceError("Enter a Hub name (owner/name) or a local folder of a Text-to-LoRA hypernetwork.")
+            try:
+                model = load_hypernetwork(name)
+            except Exception as err:  # not found, offline, wrong architecture...: tell the user why
+                raise SpaceError(f"Could not load the hypernetwork {name!r}: {err}") from err
+        self._hypernetworks[name] = model
+        self._hypernetworks.move_to_end(name)
+        while len(self._hypernetworks) > 4:  # keep memory bounded; the default always stays
+            evicted = next(n for n in self._hypernetworks if n != self.default_hypernetwork)
+            del self._hypernetworks[evicted]
+        return name
+
+    def hypernetwork(self, name: str) -> T2LModel:
+        if name not in self._hypernetworks:
+            self.add_hypernetwork(name)
+        return self._hypernetworks[name]
+
+    def base_model_name(self, hypernetwork: str) -> str:
+        return self._base_models.get(hypernetwork) or self.hypernetwork(hypernetwork).config.base_model_name_or_path
+
+    def describe_hypernetwork(self, name: str) -> str:
+        t2l = self.hypernetwork(name)
+        config = t2l.config
+        lines = [
+            f"**Hypernetwork** `{name}` — variant {config.variant}, {t2l.num_parameters():,} parameters; "
+            f"base model `{self.base_model_name(name)}`; rank {config.lora_r} on "
+            f"{', '.join(config.target_modules)} × {config.num_layers} layers; encoder `{config.encoder_name_or_path}`."
+        ]
+        if hypernetwork_is_untrained(t2l):
+            lines.append(
+                "⚠️ **This hypernetwork is untrained**: its adapters are the LoRA initialisation (B = 0, so ΔW = 0), "
+                "whatever the description, and the adapted model answers exactly like the base model. "
+                "Load a trained hypernetwork below to see descriptions change the model."
+            )
+        return "\n\n".join(lines)
+
+    # ------------------------------------------------------------------ adapters
+
+    def check_description(self, t2l: T2LModel, text: str) -> str:
+        text = (text or "").strip()
+        if not text:
+            raise SpaceError("The description is empty: describe the task in a sentence or two.")
+        if len(text) > MAX_DESCRIPTION_CHARS:
+            raise SpaceError(
+                f"The description is too long ({len(text):,} characters; at most {MAX_DESCRIPTION_CHARS:,}). "
+                "Describe the task in a few sentences."
+            )
+        encoder = t2l.description_encoder
+        limit = encoder.model.max_seq_length
+        tokens = len(encoder.model.tokenizer(encoder.format(text))["input_ids"])
+        if limit and tokens > limit:
+            raise SpaceError(
+                f"The description is too long: {tokens} tokens, but the description encoder reads at most {limit} "
+                "(the rest would be cut off). Shorten it."
+            )
+        return text
+
+    def adapter_request(
+        self, hypernetwork: str, description: str, mix_description: str = "", mix_weight: float = 0.0
+    ) -> AdapterRequest:
+        """Validate the inputs; a second description with a weight > 0 makes a mix `(1-w)·first + w·second`."""
+        t2l = self.hypernetwork(hypernetwork)
+        first = self.check_description(t2l, description)
+        if mix_description and mix_description.strip() and mix_weight > 0:
+            if not 0 < mix_weight <= 1:
+                raise SpaceError(f"The mixing weight must be between 0 and 1, got {mix_weight}.")
+            second = self.check_description(t2l, mix_description)
+            return AdapterRequest(hypernetwork, (first, second), (round(1 - mix_weight, 4), round(mix_weight, 4)))
+        return AdapterRequest(hypernetwork, (first,))
+
+    def generate(self, request: AdapterRequest) -> tuple[AdapterResult, bool]:
+        """The adapter for `request`, and whether this app had made it before (then it is returned at once).
+
+        New requests go through the on-disk `AdapterCache` (when enabled), so a description generated in an
+        earlier run, or with `t2l generate`, is read back instead of generated again.
+        """
+        with self._adapter_lock:
+            known = self._adapters.get(request.key)
+            if known is not None:
+                self._adapters.move_to_end(request.key)
+                return known, True
+            t2l = self.hypernetwork(request.hypernetwork)
+            weights = list(request.weights) if request.weights else None
+            start = time.perf_counter()
+            if self.adapter_cache is not None:
+                on_disk = self.adapter_cache.key(t2l, request.description_argument, weights=weights) in self.adapter_cache
+                adapter = self.adapter_cache.get_or_generate(t2l, request.description_argument, weights=weights)
+            else:
+                on_disk = False
+                adapter = t2l.generate_lora(request.description_argument, weights=weights)
+            seconds = time.perf_counter() - start
+            result = AdapterResult(
+                request=request,
+                adapter=adapter,
+                seconds=seconds,
+                zip_path=self._zip(adapter, request),
+                norms=adapter_norms(adapter, t2l.config),
+                source="adapter cache" if on_disk else "hypernetwork",
+            )
+            self._adapters[request.key] = result
+            while len(self._adapters) > self.adapter_cache_size:
+                _, evicted = self._adapters.popitem(last=False)
+                shutil.rmtree(evicted.zip_path.parent, ignore_errors=True)
+            return result, False
+
+    def _zip(self, adapter: GeneratedLora, request: AdapterRequest) -> Path:
+        slug = re.sub(r"[^a-z0-9]+", "-", request.descriptions[0].lower()).strip("-")[:40].strip("-") or "adapter"
+        folder = self.work_dir / request.key
+        name = f"t2l-adapter-{slug}"
+        adapter.save_pretrained(folder / name)
+        return Path(shutil.make_archive(str(folder / name), "zip", root_dir=folder, base_dir=name))
+
+    def summary(self, result: AdapterResult, cached: bool) -> str:
+        adapter, request = result.adapter, result.request
+        config = adapter.config
+        if request.weights:
+            described = " + ".join(f"{w:g} × “{d}”" for d, w in zip(request.descriptions, request.weights))
+        else:
+            described = f"“{request.descriptions[0]}”"
+        timing = f"{result.seconds * 1000:.1f} ms"
+        made = "read from the adapter cache" if result.source == "adapter cache" else "generated"
+        when = f"made earlier in this session ({made} in {timing})" if cached else f"{made} in {timing}"
+        update = [v for rows in result.norms.values() for v in rows["delta"]]
+        lines = [
+            f"### Adapter ready — {when}",
+            f"- description: {described}",
+            f"- size: {adapter.num_parameters:,} parameters, {_size(adapter.nbytes)} "
+            f"({str(next(iter(adapter.state_dict.values())).dtype).replace('torch.', '')})",
+            f"- rank {config.r}, alpha {config.lora_alpha:g} on {', '.join(sorted(config.target_modules))}; "
+            f"mean update norm {sum(update) / max(len(update), 1):.4g}",
+        ]
+        if all(v == 0 for v in update):
+            lines.append("- ΔW = 0 everywhere: this is the LoRA initialisation, so the adapted model equals the base.")
+        return "\n".join(lines)
+
+    # ------------------------------------------------------------------ answers
+
+    def _chat_model(self, hypernetwork: str):
+        """The base model for this hypernetwork (one in memory; replaced when another base is needed)."""
+        base = self.base_model_name(hypernetwork)
+        if self._chat is None or self._chat[0] != base:
+            self._chat = None
+            self._slots.clear()
+            model, tokenizer = load_base_model(base)
+            self._chat = (base, model.eval(), tokenizer)
+        return self._chat[1], self._chat[2]
+
+    def _activate(self, model: Any, request: AdapterRequest) -> str:
+        """Load the adapter into a slot of the base model (kept for reuse) and make it the active one."""
+        slot = self._slots.get(request.key)
+        if slot is None:
+            slot = f"t2l_{request.key}"
+            model.load_description_adapter(
+                request.description_argument,
+                t2l=self.hypernetwork(request.hypernetwork),
+                adapter_name=slot,
+                weights=list(request.weights) if request.weights else None,
+                cache=self.adapter_cache if self.adapter_cache is not None else False,
+            )
+            self._slots[request.key] = slot
+            while len(self._slots) > self.adapter_slots:
+                _, evicted = self._slots.popitem(last=False)
+                model.delete_adapter(evicted)
+        self._slots.move_to_end(request.key)
+        model.set_adapter(slot)
+        return slot
+
+    def encode_prompt(self, tokenizer: Any, model: Any, prompt: str, max_new_tokens: int) -> dict[str, torch.Tensor]:
+        prompt = (prompt or "").strip()
+        if not prompt:
+            raise SpaceError("The prompt is empty: ask the models something.")
+        if not 1 <= int(max_new_tokens) <= self.max_new_tokens:
+            raise SpaceError(f"Answer length must be between 1 and {self.max_new_tokens} tokens, got {max_new_tokens}.")
+        if getattr(tokenizer, "chat_template", None):
+            inputs = tokenizer.apply_chat_template(
+                [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+            )
+        else:
+            inputs = tokenizer(prompt, return_tensors="pt")
+        length = int(inputs["input_ids"].shape[-1])
+        if length > self.max_prompt_tokens:
+            raise SpaceError(
+                f"The prompt is too long: {length} tokens (with the chat template); this demo accepts at most "
+                f"{self.max_prompt_tokens}. Shorten it."
+            )
+        context = getattr(model.config, "max_position_embeddings", None)
+        if context and length + int(max_new_tokens) > context:
+            raise SpaceError(
+                f"Prompt ({length} tokens) plus answer ({max_new_tokens}) exceed the model's context of {context} "
+                "tokens; shorten the prompt or the answer length."
+            )
+        return {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
+
+    def stream_answers(self, request: AdapterRequest, prompt: str, max_new_tokens: int) -> Iterator[tuple[str, str]]:
+        """Stream `(base answer, adapted answer)`: the base model first (adapters disabled), then the adapted one.
+
+        The base model is shared by all users, so a request holds it from the first token to the last.
+        """
+        with self._chat_lock:
+            model, tokenizer = self._chat_model(request.hypernetwork)
+            inputs = self.encode_prompt(tokenizer, model, prompt, max_new_tokens)
+            self._activate(model, request)
+            base = adapted = ""
+            model.disable_adapters()
+            try:
+                for piece in self._stream(model, tokenizer, inputs, max_new_tokens):
+                    base += piece
+                    yield base, adapted
+            finally:
+                model.enable_adapters()
+            yield base, adapted
+            for piece in self._stream(model, tokenizer, inputs, max_new_tokens):
+                adapted += piece
+                yield base, adapted
+            yield base, adapted
+
+    @staticmethod
+    def _stream(model: Any, tokenizer: Any, inputs: dict, max_new_tokens: int) -> Iterator[str]:
+        from transformers import StoppingCriteriaList, TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        stop = threading.Event()
+        errors: list[BaseException] = []
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+        def run() -> None:
+            try:
+                model.generate(
+                    **inputs,
+                    streamer=streamer,
+                    max_new_tokens=int(max_new_tokens),
+                    do_sample=False,
+                    pad_token_id=pad,
+                    stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
+                )
+            except BaseException as err:  # surface it in the request, and end the stream
+                errors.append(err)
+                streamer.end()
+
+        worker = threading.Thread(target=run, daemon=True)
+        worker.start()
+        try:
+            yield from streamer
+        finally:
+            stop.set()  # the user may have left: stop generating before the next request uses the model
+            worker.join()
+        if errors:
+            raise errors[0]
+
+
+# ---------------------------------------------------------------------- the Gradio app
+
+
+def build_demo(t2l: Any = None, base_model: str | os.PathLike | None = None, **options: Any) -> gr.Blocks:
+    """The Gradio app. `t2l` / `base_model` / `options` go to `Text2LoraSpace` (see there)."""
+    space = Text2LoraSpace(t2l, base_model, **options)
+
+    def on_generate(description: str, mix_description: str, mix_weight: float, session: dict):
+        try:
+            request = space.adapter_request(session["hypernetwork"], description, mix_description, mix_weight)
+            result, cached = space.generate(request)
+        except SpaceError as err:
+            raise gr.Error(str(err)) from None
+        session = {**session, "adapter": [request.hypernetwork, list(request.descriptions), request.weights]}
+        title = " + ".join(d if len(d) <= 60 else d[:59] + "…" for d in request.descriptions)
+        return space.summary(result, cached), norms_figure(result.norms, title), str(result.zip_path), session
+
+    def on_ask(prompt: str, max_new_tokens: float, session: dict):
+        if not session.get("adapter"):
+            raise gr.Error("Generate an adapter first: describe the task above and press “Generate adapter”.")
+        hypernetwork, descriptions, weights = session["adapter"]
+        request = AdapterRequest(hypernetwork, tuple(descriptions), tuple(weights) if weights else None)
+        try:
+            yield from space.stream_answers(request, prompt, int(max_new_tokens))
+        except SpaceError as err:
+            raise gr.Error(str(err)) from None
+
+    def on_load_hypernetwork(name: str, session: dict):
+        try:
+            loaded = space.add_hypernetwork(name)
+        except SpaceError as err:
+            raise gr.Error(str(err)) from None
+        info = space.describe_hypernetwork(loaded)
+        return info, {"hypernetwork": loaded, "adapter": None}, "*Generate an adapter with the new hypernetwork.*", None, None
+
+    with gr.Blocks(title="Text-to-LoRA") as demo:
+        session = gr.State({"hypernetwork": space.default_hypernetwork, "adapter": None})
+        gr.Markdown(
+            "# Text-to-LoRA\n"
+            "Describe a task in plain language: a hypernetwork writes a LoRA adapter for the base model in one "
+            "forward pass ([paper](https://arxiv.org/abs/2506.06105)). Then ask both models the same question."
+        )
+        hypernetwork_info = gr.Markdown(space.describe_hypernetwork(space.default_hypernetwork), elem_id="hypernetwork-info")
+        with gr.Row():
+            with gr.Column(scale=3):
+                description = gr.Textbox(
+                    label="Task description", lines=3, max_lines=8, elem_id="description",
+                    placeholder="e.g. " + EXAMPLE_DESCRIPTIONS[0],
+                )
+                gr.Examples([[d] for d in EXAMPLE_DESCRIPTIONS], inputs=[description], label="Example descriptions")
+                with gr.Accordion("Mix with a second description", open=False):
+                    mix_description = gr.Textbox(label="Second description", lines=2, elem_id="mix-description")
+                    mix_weight = gr.Slider(
+                        0.0, 1.0, value=0.0, step=0.05, label="Weight of the second description",
+                        info="The adapter is made from (1 - w) × first + w × second, mixed in embedding space.",
+                    )
+                generate_button = gr.Button("Generate adapter", variant="primary", elem_id="generate")
+            with gr.Column(scale=2):
+                summary = gr.Markdown("*No adapter yet.*", elem_id="adapter-summary")
+                download = gr.File(label="PEFT adapter folder (zip)", elem_id="adapter-zip")
+        norms_plot = gr.Plot(label="Per-layer norms of the generated adapter", elem_id="adapter-norms")
+
+        gr.Markdown("## Ask both models")
+        with gr.Row():
+            prompt = gr.Textbox(label="Prompt", lines=2, scale=4, elem_id="prompt")
+            max_new_tokens = gr.Slider(
+                1, space.max_new_tokens, value=min(96, space.max_new_tokens), step=1, label="Answer length (tokens)",
+                scale=1,
+            )
+        gr.Examples([[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Example prompts")
+        ask_button = gr.Button("Ask base and adapted model", variant="primary", elem_id="ask")
+        with gr.Row():
+            base_answer = gr.Textbox(label="Base model", lines=8, interactive=False, elem_id="base-answer")
+            adapted_answer = gr.Textbox(label="Adapted model", lines=8, interactive=False, elem_id="adapted-answer")
+
+        with gr.Accordion("Load another hypernetwork", open=False):
+            hypernetwork_name = gr.Textbox(
+                label="Hub name or local folder", placeholder="owner/name or /path/to/hypernetwork",
+                elem_id="hypernetwork-name",
+            )
+            load_button = gr.Button("Load hypernetwork", elem_id="load-hypernetwork")
+
+        generate_button.click(
+            on_generate, [description, mix_description, mix_weight, session], [summary, norms_plot, download, session],
+            concurrency_id="adapters",
+        )
+        answer_event = dict(fn=on_ask, inputs=[prompt, max_new_tokens, session], outputs=[base_answer, adapted_answer],
+                            concurrency_id="base-model")
+        ask_button.click(**answer_event)
+        prompt.submit(**answer_event)
+        load_button.click(
+            on_load_hypernetwork, [hypernetwork_name, session],
+            [hypernetwork_info, session, summary, norms_plot, download], concurrency_id="adapters",
+        )
+    # One request at a time per concurrency group (adapters / base model); everyone else waits in the queue.
+    demo.queue(default_concurrency_limit=1, max_size=64)
+    return demo
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Run the Text-to-LoRA demo.")
+    parser.add_argument("--t2l", default=None, help="hypernetwork (Hub name or folder); default: the shipped one")
+    parser.add_argument("--base-model", default=None, help="base model (default: the hypernetwork's own)")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    args = parser.parse_args(argv)
+    build_demo(args.t2l, args.base_model).launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()
