@@ -132,7 +132,7 @@ def prepare_bigbench_archive(
     Args:
         archive: the sdist `.tar.gz`, or a folder containing `benchmark_tasks/` somewhere below it (e.g. an
             extracted archive or a BIG-bench git checkout). Default: download (once) into the text2lora cache.
-        prepared_dir: where the compact cache goes (default: `<cache_home>/data/bigbench-1.0.0-prepared`).
+        prepared_dir: where the compact cache goes (default: `<cache_home>/data/bigbench-prepared-<archive hash>`).
         seed: seed of the per-task example sample kept in the cache.
 
     Returns the prepared folder. It is reused when its stamp matches the archive, the sample sizes and the seed.
@@ -140,7 +140,11 @@ def prepare_bigbench_archive(
     archive = Path(archive) if archive is not None else download_bigbench_archive()
     if not archive.exists():
         raise FileNotFoundError(f"BIG-bench archive {archive} not found; omit it to download {BIGBENCH_REQUIREMENT}.")
-    prepared_dir = Path(prepared_dir or cache_home() / "data" / "bigbench-1.0.0-prepared")
+    if prepared_dir is None:
+        # One cache per archive, so preparing another copy (e.g. a test fixture) never replaces this one.
+        key = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:12]
+        prepared_dir = cache_home() / "data" / f"bigbench-prepared-{key}"
+    prepared_dir = Path(prepared_dir)
     stamp = {
         "format": _PREPARED_FORMAT,
         "archive": str(archive.resolve()),
