@@ -37,7 +37,14 @@ import torch
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from text2lora import DEFAULT_BASE_MODEL, DescriptionEncoder, GeneratedLora, T2LConfig, T2LModel, load_base_model
+from text2lora import (
+    DEFAULT_BASE_MODEL,
+    DescriptionEncoder,
+    GeneratedLora,
+    T2LConfig,
+    T2LModel,
+    load_base_model,
+)
 from text2lora.cache import resolve_cache
 from text2lora.cards import hypernetwork_is_untrained
 from text2lora.checkpoints import load_hypernetwork
@@ -211,7 +218,7 @@ class Text2LoraSpace:
         self.default_hypernetwork = self.add_hypernetwork(t2l)
         if base_model is not None:
             self._base_models[self.default_hypernetwork] = str(base_model)
-        self.hypernetwork(self.default_hypernetwork).description_encoder.model  # load the encoder up front
+        self.hypernetwork(self.default_hypernetwork).encode_descriptions("Load the encoder now.")  # not on a request
 
     # ------------------------------------------------------------------ hypernetworks
 
@@ -247,9 +254,12 @@ class Text2LoraSpace:
         t2l = self.hypernetwork(name)
         config = t2l.config
         lines = [
-            f"**Hypernetwork** `{name}` — variant {config.variant}, {t2l.num_parameters():,} parameters; "
-            f"base model `{self.base_model_name(name)}`; rank {config.lora_r} on "
-            f"{', '.join(config.target_modules)} × {config.num_layers} layers; encoder `{config.encoder_name_or_path}`."
+            (
+                f"**Hypernetwork** `{name}` — variant {config.variant}, {t2l.num_parameters():,} parameters; "
+                f"base model `{self.base_model_name(name)}`; rank {config.lora_r} on "
+                f"{', '.join(config.target_modules)} × {config.num_layers} layers; "
+                f"encoder `{config.encoder_name_or_path}`."
+            )
         ]
         if hypernetwork_is_untrained(t2l):
             lines.append(
@@ -346,13 +356,15 @@ class Text2LoraSpace:
         made = "read from the adapter cache" if result.source == "adapter cache" else "generated"
         when = f"made earlier in this session ({made} in {timing})" if cached else f"{made} in {timing}"
         update = [v for rows in result.norms.values() for v in rows["delta"]]
+        dtype = str(next(iter(adapter.state_dict.values())).dtype).removeprefix("torch.")
         lines = [
             f"### Adapter ready — {when}",
             f"- description: {described}",
-            f"- size: {adapter.num_parameters:,} parameters, {_size(adapter.nbytes)} "
-            f"({str(next(iter(adapter.state_dict.values())).dtype).replace('torch.', '')})",
-            f"- rank {config.r}, alpha {config.lora_alpha:g} on {', '.join(sorted(config.target_modules))}; "
-            f"mean update norm {sum(update) / max(len(update), 1):.4g}",
+            f"- size: {adapter.num_parameters:,} parameters, {_size(adapter.nbytes)} ({dtype})",
+            (
+                f"- rank {config.r}, alpha {config.lora_alpha:g} on {', '.join(sorted(config.target_modules))}; "
+                f"mean update norm {sum(update) / max(len(update), 1):.4g}"
+            ),
         ]
         if all(v == 0 for v in update):
             lines.append("- ΔW = 0 everywhere: this is the LoRA initialisation, so the adapted model equals the base.")
@@ -445,7 +457,7 @@ class Text2LoraSpace:
 
         streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         stop = threading.Event()
-        errors: list[BaseException] = []
+        errors: list[Exception] = []
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
         def run() -> None:
@@ -458,7 +470,7 @@ class Text2LoraSpace:
                     pad_token_id=pad,
                     stopping_criteria=StoppingCriteriaList([_StopWhenSet(stop)]),
                 )
-            except BaseException as err:  # surface it in the request, and end the stream
+            except Exception as err:  # noqa: BLE001 (any failure must end the stream; it is re-raised below)
                 errors.append(err)
                 streamer.end()
 
@@ -559,8 +571,10 @@ def build_demo(t2l: Any = None, base_model: str | os.PathLike | None = None, **o
             on_generate, [description, mix_description, mix_weight, session], [summary, norms_plot, download, session],
             concurrency_id="adapters",
         )
-        answer_event = dict(fn=on_ask, inputs=[prompt, max_new_tokens, session], outputs=[base_answer, adapted_answer],
-                            concurrency_id="base-model")
+        answer_event = {
+            "fn": on_ask, "inputs": [prompt, max_new_tokens, session], "outputs": [base_answer, adapted_answer],
+            "concurrency_id": "base-model",
+        }
         ask_button.click(**answer_event)
         prompt.submit(**answer_event)
         load_button.click(
@@ -577,7 +591,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--t2l", default=None, help="hypernetwork (Hub name or folder); default: the shipped one")
     parser.add_argument("--base-model", default=None, help="base model (default: the hypernetwork's own)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
     build_demo(args.t2l, args.base_model).launch(server_name=args.host, server_port=args.port)
 

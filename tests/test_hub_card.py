@@ -199,9 +199,9 @@ def test_eval_table_shapes_and_errors():
     assert eval_table_markdown(EVAL)[0] == eval_table_markdown(
         [{"condition": k, **v} for k, v in EVAL.items()]
     )[0]
-    with pytest.raises(ValueError, match="benchmark -> score"):
+    with pytest.raises(TypeError, match="benchmark -> score"):
         eval_table_markdown({"base": 3.0})
-    with pytest.raises(ValueError, match="Cannot make a table"):
+    with pytest.raises(TypeError, match="Cannot make a table"):
         eval_table_markdown(3.0)
 
 

@@ -16,8 +16,6 @@ for _proxy_var in ("NO_PROXY", "no_proxy"):
     os.environ[_proxy_var] = ",".join(dict.fromkeys(_hosts + ["127.0.0.1", "localhost"]))
 
 import importlib.util
-import io
-import shutil
 import socket
 import sys
 import zipfile

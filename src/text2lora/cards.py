@@ -66,7 +66,7 @@ def eval_table_markdown(results: Any) -> tuple[str, str | None]:
         rows = []
         for name, scores in results.items():
             if not isinstance(scores, Mapping):
-                raise ValueError(
+                raise TypeError(
                     f"Evaluation results for {name!r} must map benchmark -> score, got {type(scores).__name__}; "
                     "use {condition: {benchmark: score}} or a list of row dicts."
                 )
@@ -76,7 +76,7 @@ def eval_table_markdown(results: Any) -> tuple[str, str | None]:
         if not all(isinstance(row, dict) for row in rows):
             raise ValueError("Evaluation results given as a list must be a list of dicts (one per table row).")
     else:
-        raise ValueError(
+        raise TypeError(
             f"Cannot make a table from evaluation results of type {type(results).__name__}; "
             "use {condition: {benchmark: score}} or a list of row dicts."
         )

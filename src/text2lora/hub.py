@@ -33,13 +33,13 @@ _PUSH_KWARGS = ("repo_id", "commit_message", "commit_description", "private", "t
 
 
 def _hf_api(token: str | bool | None = None):
+    from importlib.metadata import PackageNotFoundError, version
+
     from huggingface_hub import HfApi
 
     try:
-        from importlib.metadata import version
-
         library_version = version("text2lora")
-    except Exception:  # running from a checkpoint's remote code, without text2lora installed
+    except PackageNotFoundError:  # running from a checkpoint's remote code, without text2lora installed
         library_version = None
     return HfApi(token=token, library_name="text2lora", library_version=library_version)
 
