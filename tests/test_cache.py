@@ -223,3 +223,15 @@ def test_cache_cli(tmp_path, tiny_t2l_nonzero, capsys):
     assert DESCRIPTION in capsys.readouterr().out
     assert cli_main(["cache", "clear", "--cache-dir", str(tmp_path)]) == 0
     assert len(cache) == 0
+
+
+def test_unwritable_cache_degrades_to_generating(tmp_path, tiny_t2l_nonzero, monkeypatch, caplog):
+    cache = AdapterCache(tmp_path)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr("text2lora.cache.atomic_directory", refuse)
+    adapter = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    _assert_same_adapter(adapter, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
+    assert len(cache) == 0 and "Could not write to the adapter cache" in caplog.text

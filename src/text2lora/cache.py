@@ -234,8 +234,11 @@ class AdapterCache:
             return record["fingerprint"]
         fingerprint = folder_fingerprint(folder)
         memo[str(folder.resolve())] = {"stamp": stamp, "fingerprint": fingerprint}
-        with atomic_file(memo_path) as handle:
-            json.dump(memo, handle, indent=1)
+        try:
+            with atomic_file(memo_path) as handle:
+                json.dump(memo, handle, indent=1)
+        except OSError as err:  # a read-only cache: the fingerprint is simply recomputed next time
+            logger.warning("Could not remember the hypernetwork fingerprint in %s (%s).", memo_path, err)
         return fingerprint
 
     def key(
@@ -289,8 +292,10 @@ class AdapterCache:
             return None
         try:
             os.utime(path)
-        except OSError:  # evicted by another process in between
+        except FileNotFoundError:  # evicted by another process in between
             return None
+        except OSError:  # a read-only cache still serves its entries; they just do not move up the LRU order
+            pass
         return path
 
     def get(self, t2l: Any, description, *, weights=None, dtype=None, identity=None) -> GeneratedLora | None:
@@ -320,6 +325,13 @@ class AdapterCache:
         self.evict(keep=key)
         return path
 
+    def _try_put(self, key: str, adapter: GeneratedLora) -> None:
+        """`put`, but a cache that cannot be written (read-only or full disk) only costs a warning."""
+        try:
+            self.put(key, adapter)
+        except OSError as err:
+            logger.warning("Could not write to the adapter cache %s (%s); continuing without caching.", self.cache_dir, err)
+
     def get_or_generate(
         self,
         t2l: Any,
@@ -340,7 +352,7 @@ class AdapterCache:
             adapter = adapter[0]
         if dtype is not None:
             adapter = adapter.to(dtype)
-        self.put(key, adapter)
+        self._try_put(key, adapter)
         return adapter
 
     def get_or_generate_many(
@@ -364,7 +376,7 @@ class AdapterCache:
             generated = t2l.generate_lora(todo, batch_size=batch_size, show_progress_bar=show_progress_bar)
             for key, adapter in zip(missing, generated):
                 adapter = adapter.to(dtype) if dtype is not None else adapter
-                self.put(key, adapter)
+                self._try_put(key, adapter)
                 found[key] = adapter
         return [found[k] for k in keys]
 
