@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -28,7 +27,7 @@ from typing import Any
 import torch
 
 from .cache import AdapterCache, resolve_cache
-from .io_utils import atomic_directory, cache_home
+from .io_utils import cache_home
 
 VLLM_DEFAULT_MAX_LORA_RANK = 16
 SERVED_ADAPTERS_DIR = "served_adapters"
@@ -93,15 +92,11 @@ def prepare_adapter(
     target = root / name
     if not (target / "adapter_model.safetensors").is_file():
         if store is not None:
-            source = store.adapter_path(t2l, description, weights=weights, dtype=dtype)
-            with atomic_directory(target, overwrite=True) as tmp:
-                for item in source.iterdir():
-                    if item.is_file():
-                        shutil.copy2(item, tmp / item.name)
+            generated = store.get_or_generate(t2l, description, weights=weights, dtype=dtype)
         else:
             generated = t2l.generate_lora(description, weights=weights)
             generated = generated[0] if isinstance(generated, list) else generated
-            generated.save_pretrained(target, dtype=dtype)
+        generated.save_pretrained(target, dtype=dtype)  # atomic
     config = json.loads((target / "adapter_config.json").read_text())
     check_vllm_compatible(config, max_lora_rank)
     texts = description if isinstance(description, str) else None
