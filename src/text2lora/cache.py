@@ -386,8 +386,8 @@ class AdapterCache:
         key = self.key(t2l, description, weights=weights, dtype=dtype)
         path = self.lookup(key)
         if path is None:
-            self.get_or_generate(t2l, description, weights=weights, dtype=dtype)
-            path = self._entry_path(key)
+            adapter = self.get_or_generate(t2l, description, weights=weights, dtype=dtype)
+            path = self.lookup(key) or self.put(key, adapter)  # put again only to raise why it cannot be written
         return path
 
     # ------------------------------------------------------------------ housekeeping
