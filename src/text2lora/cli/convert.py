@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from text2lora.reference import convert_reference, load_reference_checkpoint  # noqa: F401
+    from text2lora.reference import convert_reference
 
     out = convert_reference(
         args.checkpoint_dir,
