@@ -123,3 +123,10 @@ def test_reasoning_gym_source_generates_offline():
     assert len(task.examples) == 5 and task.definition is None
     assert all(e.completion.isdigit() and e.answer == e.completion and "legs" in e.prompt for e in task.examples)
     assert source.load_task("leg_counting", 5, seed=3).examples == task.examples
+
+
+def test_reasoning_gym_time_budget_stops_generation_and_says_so():
+    from text2lora.data.sources.reasoning_gym import ReasoningGymSource
+
+    task = ReasoningGymSource(time_budget_s=0.0).load_task("leg_counting", max_examples=5, seed=3)
+    assert task.examples == [] and "time budget after 0 examples" in task.note

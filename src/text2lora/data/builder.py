@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import sys
 import time
@@ -32,7 +33,7 @@ DEFAULT_VALIDATION_TASKS = (
     "bigbench.navigate",
     "bigbench.word_unscrambling",
     "bigbench.tense",
-    "natural_instructions.subtask045_miscellaneous_sentence_paraphrasing",
+    "natural_instructions.subtask051_multirc_correct_answer_single_sentence",
     "natural_instructions.subtask039_qasc_find_overlapping_words",
     "natural_instructions.subtask027_drop_answer_type_generation",
     "reasoning_gym.leg_counting",
@@ -65,7 +66,9 @@ class TaskCollectionConfig:
         task_overlap_threshold: share of a task's examples matching a benchmark above which the whole task
             is removed.
         candidate_factor: examples drawn per task = factor x cap, so that the cap is still reached after the
-            length filter drops some.
+            length filter drops some (a source may set its own, e.g. reasoning-gym draws 1.25 x cap).
+        generator_time_budget_s: seconds a reasoning-gym generator may spend on one task; when spent, the task
+            keeps the examples made so far (reported). A few generators need seconds per example.
         tasks: restrict the build to these task ids (for quick builds and tests); None builds all.
         seed: seed of every sample and generator.
     """
@@ -86,7 +89,10 @@ class TaskCollectionConfig:
     benchmark_dir: str | None = field(default=None, metadata={"help": "benchmarks folder for the n-gram scan"})
     ngram_size: int = field(default=13, metadata={"help": "word n-gram size of the overlap scan"})
     task_overlap_threshold: float = field(default=0.05, metadata={"help": "remove a task above this overlap"})
-    candidate_factor: int = field(default=2, metadata={"help": "examples drawn per task, as a multiple of the cap"})
+    candidate_factor: float = field(default=2.0, metadata={"help": "examples drawn per task, as a multiple of the cap"})
+    generator_time_budget_s: float | None = field(
+        default=120.0, metadata={"help": "seconds per reasoning-gym task before generation stops (None: no limit)"}
+    )
     tasks: list[str] | None = field(default=None, metadata={"help": "only build these task ids"})
     seed: int = field(default=0, metadata={"help": "seed of samples and generators"})
 
@@ -106,7 +112,7 @@ class TaskCollectionConfig:
             raise ValueError(f"max_tokens={self.max_tokens} is too small to hold an example; use e.g. 512.")
         if not 0.0 < self.task_overlap_threshold <= 1.0:
             raise ValueError(f"task_overlap_threshold={self.task_overlap_threshold} must be in (0, 1].")
-        if self.candidate_factor < 1:
+        if self.candidate_factor < 1.0:
             raise ValueError(f"candidate_factor={self.candidate_factor} must be >= 1.")
         for name in list(self.validation_tasks) + list(self.tasks or []):
             if "." not in name:
@@ -175,6 +181,8 @@ class TaskCollectionBuilder:
             kwargs: dict[str, Any] = {}
             if name in ("bigbench", "natural_instructions"):
                 kwargs = {"archive": self.config.bigbench_archive, "prepared_dir": self._shared_prepared_dir()}
+            elif name == "reasoning_gym":
+                kwargs = {"time_budget_s": self.config.generator_time_budget_s}
             self._sources[name] = get_source(name, **kwargs)
         return self._sources[name]
 
@@ -265,8 +273,10 @@ class TaskCollectionBuilder:
         config = self.config
         tid = task_id(name, task)
         cap = config.max_examples_per_task
+        source = self.source(name)
+        draws = math.ceil(cap * (source.oversample or config.candidate_factor))
         try:
-            raw = self.source(name).load_task(task, cap * config.candidate_factor, seed=stable_seed(config.seed, tid))
+            raw = source.load_task(task, draws, seed=stable_seed(config.seed, tid))
         except Exception as err:  # a broken generator must not abort a build of hundreds of tasks
             return None, [], SkippedTask(tid, "load-error", f"{type(err).__name__}: {err}"[:300])
         seen, unique = set(), []
@@ -284,6 +294,7 @@ class TaskCollectionBuilder:
             num_heldout_descriptions=len(descriptions.validation_descriptions),
             candidates=len(raw.examples),
             duplicates=len(raw.examples) - len(unique),
+            note=raw.note,
         )
         if index is not None and unique:
             clean = []

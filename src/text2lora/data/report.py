@@ -31,6 +31,7 @@ class TaskSummary:
     mean_tokens: float = 0.0
     max_tokens: int = 0
     split: str = ""
+    note: str = ""
 
 
 @dataclass
@@ -116,6 +117,9 @@ class BuildReport:
             if names:
                 shown = ", ".join(names[:12]) + (f", ... (+{len(names) - 12})" if len(names) > 12 else "")
                 lines.append(f"  {category}: {shown}")
+        noted = [f"{s.task} ({s.note})" for s in self.tasks if s.note]
+        if noted:
+            lines.append(f"notes: {'; '.join(noted)}")
         if self.missing_validation_tasks:
             lines.append(f"validation tasks not built: {self.missing_validation_tasks}")
         if self.orphan_descriptions:
@@ -132,13 +136,13 @@ class BuildReport:
         out = ["# Task collection build report", ""]
         out += [f"- {line}" if not line.startswith("  ") else line for line in self.summary_lines()]
         out += ["", "## Tasks", "",
-                "| task | split | examples | multiple choice | too long | benchmark overlap | mean tokens | descriptions |",
-                "|---|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+                "| task | split | examples | multiple choice | too long | benchmark overlap | mean tokens | descriptions | note |",
+                "|---|---|---:|---:|---:|---:|---:|---:|---|"]  # fmt: skip
         for s in self.tasks:
             overlap = sum(s.benchmark_overlap.values())
             out.append(
                 f"| {s.task} | {s.split} | {s.examples} | {s.multiple_choice} | {s.too_long} | {overlap} | "
-                f"{s.mean_tokens:.0f} | {s.num_descriptions}+{s.num_heldout_descriptions} |"
+                f"{s.mean_tokens:.0f} | {s.num_descriptions}+{s.num_heldout_descriptions} | {s.note} |"
             )
         out += ["", "## Removed (decontamination)", "", "| task | rule | benchmarks | reason |", "|---|---|---|---|"]
         out += [f"| {r['task']} | {r['rule']} | {', '.join(r['benchmarks'])} | {r['reason']} |" for r in self.removed]

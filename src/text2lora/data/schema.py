@@ -79,6 +79,7 @@ class RawTask:
     license: str
     definition: str | None
     examples: list[Example] = field(default_factory=list)
+    note: str = ""  # anything the report should mention, e.g. generation stopped by a time budget
 
     @property
     def task_id(self) -> str:

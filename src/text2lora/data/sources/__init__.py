@@ -25,6 +25,8 @@ class TaskSource(ABC):
 
     name: ClassVar[str]
     license: ClassVar[str]
+    # Candidates drawn per task as a multiple of the cap; None uses the build's `candidate_factor`.
+    oversample: ClassVar[float | None] = None
 
     @abstractmethod
     def available_tasks(self) -> list[str]:
