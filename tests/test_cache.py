@@ -173,7 +173,9 @@ def test_cli_generate_uses_the_cache(tmp_path, tiny_t2l_nonzero, capsys, monkeyp
     assert len(AdapterCache(cache_dir)) == 1
 
     # Second run: every adapter is cached, so the hypernetwork is never loaded.
-    monkeypatch.setattr("text2lora.checkpoints.load_hypernetwork", lambda *_: pytest.fail("loaded the hypernetwork"))
+    monkeypatch.setattr(
+        "text2lora.checkpoints.load_hypernetwork", lambda *_: pytest.fail("loaded the hypernetwork")
+    )
     assert cli_main(args + ["--out", str(tmp_path / "b")]) == 0
     assert "read 1 adapter(s) from the adapter cache" in capsys.readouterr().out
     monkeypatch.undo()
@@ -191,7 +193,9 @@ def test_load_description_adapter_uses_the_cache(tmp_path, tiny_base_dir, tiny_t
     counter = ForwardCounter(tiny_t2l_nonzero)
     model = AutoModelForCausalLM.from_pretrained(tiny_base_dir)
     first = model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="one", cache=cache)
-    second = model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="two", cache=cache)
+    second = model.load_description_adapter(
+        DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="two", cache=cache
+    )
     assert counter.calls == 1 and len(cache) == 1
     _assert_same_adapter(first, second)
     model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="three", cache=False)

@@ -71,7 +71,18 @@ def test_cli_weights_make_one_mixed_adapter(tmp_path, tiny_t2l_nonzero, capsys, 
         # The same mix again is read from the cache; other weights are another entry.
         assert cli_main(argv[:-1] + [str(tmp_path / "again")] + cache_args) == 0
         assert "from the adapter cache" in capsys.readouterr().out
-        other = ["generate", MATH, FRENCH, "--weights", "0.3", "0.7", "--t2l", str(folder), "--out", str(tmp_path / "o")]
+        other = [
+            "generate",
+            MATH,
+            FRENCH,
+            "--weights",
+            "0.3",
+            "0.7",
+            "--t2l",
+            str(folder),
+            "--out",
+            str(tmp_path / "o"),
+        ]
         assert cli_main(other + cache_args) == 0
         assert len(AdapterCache(tmp_path / "cache")) == 2
 
@@ -79,7 +90,18 @@ def test_cli_weights_make_one_mixed_adapter(tmp_path, tiny_t2l_nonzero, capsys, 
 def test_cli_rejects_mismatched_weights(tmp_path, tiny_t2l_nonzero, capsys):
     folder = tmp_path / "t2l"
     tiny_t2l_nonzero.save_pretrained(folder)
-    argv = ["generate", MATH, FRENCH, "--weights", "1.0", "--t2l", str(folder), "--out", str(tmp_path / "x"), "--no-cache"]
+    argv = [
+        "generate",
+        MATH,
+        FRENCH,
+        "--weights",
+        "1.0",
+        "--t2l",
+        str(folder),
+        "--out",
+        str(tmp_path / "x"),
+        "--no-cache",
+    ]
     assert cli_main(argv) == 1
     assert "one weight each" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

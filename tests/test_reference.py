@@ -151,7 +151,9 @@ def _lin(sd, prefix, x):
 
 
 def _residual(sd, prefix, x):
-    return x + F.silu(_lin(sd, f"{prefix}.mlp.4", F.silu(_lin(sd, f"{prefix}.mlp.1", _ln(sd, f"{prefix}.mlp.0", x)))))
+    return x + F.silu(
+        _lin(sd, f"{prefix}.mlp.4", F.silu(_lin(sd, f"{prefix}.mlp.1", _ln(sd, f"{prefix}.mlp.0", x))))
+    )
 
 
 def _last_block(sd, x):
@@ -224,7 +226,11 @@ def _max_diff(model, sd, args, order, shapes, embeddings):
             want = reference_adapters(sd, args, order, shapes, emb)
             for m, (a, b) in want.items():
                 assert got.lora_A[m][i].shape == a.shape and got.lora_B[m][i].shape == b.shape
-                worst = max(worst, (got.lora_A[m][i] - a).abs().max().item(), (got.lora_B[m][i] - b).abs().max().item())
+                worst = max(
+                    worst,
+                    (got.lora_A[m][i] - a).abs().max().item(),
+                    (got.lora_B[m][i] - b).abs().max().item(),
+                )
     return worst
 
 
@@ -263,7 +269,12 @@ def test_converted_adapters_match_independent_reference(tmp_path, case):
 def test_config_records_reference_semantics(tmp_path):
     folder, _, _ = make_reference_run(tmp_path, "S", "recon", factorized=True, pred_z_score=True)
     config = load_reference_checkpoint(folder).config
-    assert (config.variant, config.latent_size, config.head_in_size, config.num_layers) == ("S", LATENT, HEAD_IN, LAYERS)
+    assert (config.variant, config.latent_size, config.head_in_size, config.num_layers) == (
+        "S",
+        LATENT,
+        HEAD_IN,
+        LAYERS,
+    )
     assert config.module_shapes == {m: list(s) for m, s in SHAPES.items()}
     assert config.output_zscore and not config.head_bias and config.rank_embedding == "rotary"
     assert (config.lora_r, config.lora_alpha, config.use_rslora) == (RANK, 16.0, True)
@@ -278,7 +289,9 @@ def test_config_records_reference_semantics(tmp_path):
     assert config.base_model_name_or_path == "mistralai/Mistral-7B-Instruct-v0.2"
     assert config.module_paths["q_proj"] == "model.layers.{layer}.self_attn.q_proj"
 
-    div = load_reference_checkpoint(make_reference_run(tmp_path, "L", "recon", factorized=False, pred_z_score=False, seed=1)[0]).config
+    div = load_reference_checkpoint(
+        make_reference_run(tmp_path, "L", "recon", factorized=False, pred_z_score=False, seed=1)[0]
+    ).config
     assert div.output_divisor == pytest.approx(100.0) and not div.ab_offset and div.head_bias
 
 
@@ -305,8 +318,12 @@ def test_generated_peft_adapter_matches_reference(tmp_path):
     for layer in range(LAYERS):
         for m, (a, b) in want.items():
             key = f"base_model.model.model.layers.{layer}.self_attn.{m}"
-            torch.testing.assert_close(adapter.state_dict[f"{key}.lora_A.weight"], a[layer], rtol=0, atol=1e-5)
-            torch.testing.assert_close(adapter.state_dict[f"{key}.lora_B.weight"], b[layer], rtol=0, atol=1e-5)
+            torch.testing.assert_close(
+                adapter.state_dict[f"{key}.lora_A.weight"], a[layer], rtol=0, atol=1e-5
+            )
+            torch.testing.assert_close(
+                adapter.state_dict[f"{key}.lora_B.weight"], b[layer], rtol=0, atol=1e-5
+            )
 
 
 def test_convert_round_trip_and_cli(tmp_path):
@@ -325,7 +342,9 @@ def test_convert_round_trip_and_cli(tmp_path):
     via_cli = T2LModel.from_pretrained(tmp_path / "via_cli")
     emb = torch.randn(1, EMB)
     with torch.no_grad():
-        torch.testing.assert_close(via_cli(emb).lora_B["k_proj"], reloaded(emb).lora_B["k_proj"], rtol=0, atol=0)
+        torch.testing.assert_close(
+            via_cli(emb).lora_B["k_proj"], reloaded(emb).lora_B["k_proj"], rtol=0, atol=0
+        )
     assert cli_main(["convert-reference", str(tmp_path / "nowhere"), "--out", str(tmp_path / "x")]) == 1
 
 
@@ -333,7 +352,13 @@ def test_module_paths_from_a_local_base_model(tmp_path, tiny_base_dir):
     """With the base config available, paths and shapes come from it (and must agree with the tensors)."""
     shapes = {"q_proj": (64, 64), "v_proj": (64, 32)}
     folder, _, _ = make_reference_run(
-        tmp_path, "L", "sft", order=["v_proj", "q_proj"], shapes=shapes, num_layers=2, base_model=str(tiny_base_dir)
+        tmp_path,
+        "L",
+        "sft",
+        order=["v_proj", "q_proj"],
+        shapes=shapes,
+        num_layers=2,
+        base_model=str(tiny_base_dir),
     )
     config = load_reference_checkpoint(folder).config
     assert config.module_paths == {m: f"model.layers.{{layer}}.self_attn.{m}" for m in ("v_proj", "q_proj")}

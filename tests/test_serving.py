@@ -51,7 +51,9 @@ class FakeVLLM:
                 fake.calls.append(("GET", self.path, None, self.headers.get("Authorization")))
                 if self.path == "/v1/models":
                     ids = [fake.base_model, *fake.adapters]
-                    return self._reply(200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]})
+                    return self._reply(
+                        200, {"object": "list", "data": [{"id": i, "object": "model"} for i in ids]}
+                    )
                 self._reply(404, {"detail": "Not Found"})
 
             def do_POST(self):
@@ -61,14 +63,27 @@ class FakeVLLM:
                     return self._reply(*fake.load(body))
                 if self.path == "/v1/unload_lora_adapter":
                     if body["lora_name"] not in fake.adapters:
-                        return self._reply(400, {"error": {"message": f"The lora adapter '{body['lora_name']}' cannot be found."}})
+                        return self._reply(
+                            400,
+                            {
+                                "error": {
+                                    "message": f"The lora adapter '{body['lora_name']}' cannot be found."
+                                }
+                            },
+                        )
                     del fake.adapters[body["lora_name"]]
-                    return self._reply(200, f"Success: LoRA adapter '{body['lora_name']}' removed successfully.")
+                    return self._reply(
+                        200, f"Success: LoRA adapter '{body['lora_name']}' removed successfully."
+                    )
                 if self.path == "/v1/chat/completions":
                     if body["model"] not in (fake.base_model, *fake.adapters):
-                        return self._reply(404, {"error": {"message": f"The model `{body['model']}` does not exist."}})
+                        return self._reply(
+                            404, {"error": {"message": f"The model `{body['model']}` does not exist."}}
+                        )
                     text = f"answer from {body['model']}"
-                    return self._reply(200, {"choices": [{"message": {"role": "assistant", "content": text}}]})
+                    return self._reply(
+                        200, {"choices": [{"message": {"role": "assistant", "content": text}}]}
+                    )
                 self._reply(404, {"detail": "Not Found"})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -106,12 +121,17 @@ def fake_vllm(tiny_config):
 
 def test_load_and_chat_through_a_running_server(tmp_path, tiny_t2l_nonzero, fake_vllm):
     client = VLLMAdapterClient(
-        tiny_t2l_nonzero, fake_vllm.url + "/v1", api_key="secret", cache=AdapterCache(tmp_path / "cache"),
+        tiny_t2l_nonzero,
+        fake_vllm.url + "/v1",
+        api_key="secret",
+        cache=AdapterCache(tmp_path / "cache"),
         adapter_dir=tmp_path / "served",
     )
     adapter = client.load(MATH)
     assert adapter.name.startswith("t2l-") and len(adapter.name) == 20
-    assert adapter.path == tmp_path / "served" / adapter.name and adapter.rank == tiny_t2l_nonzero.config.lora_r
+    assert (
+        adapter.path == tmp_path / "served" / adapter.name and adapter.rank == tiny_t2l_nonzero.config.lora_r
+    )
     method, route, body, auth = fake_vllm.calls[-1]
     assert (method, route, auth) == ("POST", "/v1/load_lora_adapter", "Bearer secret")
     assert body == {"lora_name": adapter.name, "lora_path": str(adapter.path)}
@@ -141,7 +161,9 @@ def test_names_are_stable_across_processes_and_servers(tmp_path, tiny_t2l_nonzer
     second_client = VLLMAdapterClient(tiny_t2l_nonzero, fake_vllm.url, **kwargs)
     second = second_client.load(MATH + ".")
     assert second.name == first.name and list(fake_vllm.adapters) == [first.name]
-    assert fake_vllm.calls[-1][1] == "/v1/load_lora_adapter"  # it asked, and accepted the 400 "already loaded"
+    assert (
+        fake_vllm.calls[-1][1] == "/v1/load_lora_adapter"
+    )  # it asked, and accepted the 400 "already loaded"
     other = second_client.load("Translate English to French")
     mixed = second_client.load([MATH, "Translate English to French"], weights=[0.7, 0.3])
     assert len({first.name, other.name, mixed.name}) == 3 and mixed.weights == [0.7, 0.3]
@@ -156,12 +178,16 @@ def test_server_errors_are_explained(tmp_path, tiny_t2l_nonzero, fake_vllm, tiny
     client.base_url = fake_vllm.url + "/nothing-here"
     with pytest.raises(VLLMError, match="VLLM_ALLOW_RUNTIME_LORA_UPDATING"):
         client.load(MATH)
-    dead = VLLMAdapterClient(tiny_t2l_nonzero, "http://127.0.0.1:9", cache=False, adapter_dir=tmp_path / "served")
+    dead = VLLMAdapterClient(
+        tiny_t2l_nonzero, "http://127.0.0.1:9", cache=False, adapter_dir=tmp_path / "served"
+    )
     with pytest.raises(ConnectionError, match="vllm serve"):
         dead.models()
     # The server refuses what it cannot serve: our own check catches it before any request.
     fake_vllm.max_lora_rank = 4
-    strict = VLLMAdapterClient(tiny_t2l_nonzero, fake_vllm.url, max_lora_rank=4, cache=False, adapter_dir=tmp_path / "s")
+    strict = VLLMAdapterClient(
+        tiny_t2l_nonzero, fake_vllm.url, max_lora_rank=4, cache=False, adapter_dir=tmp_path / "s"
+    )
     calls = len(fake_vllm.calls)
     with pytest.raises(ValueError, match="--max-lora-rank 8"):
         strict.load(MATH)
@@ -207,7 +233,10 @@ def test_offline_lora_request(tmp_path, tiny_t2l_nonzero, monkeypatch):
     lora_request(tiny_t2l_nonzero, MATH, cache=False, adapter_dir=tmp_path)
     (first, again) = made
     assert first == again and first["lora_name"].startswith("t2l-")
-    assert Path(first["lora_path"]).parent == tmp_path and (Path(first["lora_path"]) / "adapter_config.json").is_file()
+    assert (
+        Path(first["lora_path"]).parent == tmp_path
+        and (Path(first["lora_path"]) / "adapter_config.json").is_file()
+    )
 
 
 def test_offline_lora_request_without_vllm(tiny_t2l_nonzero, monkeypatch):

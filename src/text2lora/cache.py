@@ -193,7 +193,9 @@ class AdapterCache:
     """
 
     def __init__(self, cache_dir: str | os.PathLike | None = None, max_size: int | str | None = None) -> None:
-        self.cache_dir = Path(cache_dir or os.environ.get(CACHE_DIR_ENV) or cache_home() / "adapters").expanduser()
+        self.cache_dir = Path(
+            cache_dir or os.environ.get(CACHE_DIR_ENV) or cache_home() / "adapters"
+        ).expanduser()
         size = max_size if max_size is not None else os.environ.get(CACHE_SIZE_ENV, DEFAULT_MAX_SIZE)
         self.max_size = parse_size(size)
         if self.max_size <= 0:
@@ -216,7 +218,9 @@ class AdapterCache:
 
             folder = Path(t2l)
             if not folder.is_dir():
-                raise FileNotFoundError(f"{t2l!r} is not a local hypernetwork folder; pass a loaded T2LModel instead.")
+                raise FileNotFoundError(
+                    f"{t2l!r} is not a local hypernetwork folder; pass a loaded T2LModel instead."
+                )
             encoder = DescriptionEncoder.from_config(T2LConfig.from_pretrained(folder))
             return HypernetworkIdentity(self._remembered_fingerprint(folder), encoder, str(t2l))
         return HypernetworkIdentity(model_fingerprint(t2l), t2l.description_encoder, t2l.name_or_path or None)
@@ -258,18 +262,27 @@ class AdapterCache:
         identity = identity or self.identify(t2l)
         if isinstance(description, torch.Tensor):
             if description.dim() == 2 and description.shape[0] > 1 and weights is None:
-                raise ValueError("One cache entry holds one adapter: pass one task embedding, or several with weights.")
+                raise ValueError(
+                    "One cache entry holds one adapter: pass one task embedding, or several with weights."
+                )
             tensor = description.detach().to("cpu", torch.float32).contiguous()
-            what: Any = {"embedding": hashlib.sha256(tensor.numpy().tobytes()).hexdigest(), "shape": list(tensor.shape)}
+            what: Any = {
+                "embedding": hashlib.sha256(tensor.numpy().tobytes()).hexdigest(),
+                "shape": list(tensor.shape),
+            }
         else:
             texts = [description] if isinstance(description, str) else list(description)
             if not texts:
                 raise ValueError("No descriptions given; pass a string or a non-empty list of strings.")
             if len(texts) > 1 and weights is None:
-                raise ValueError("One cache entry holds one adapter: pass one description, or several with weights.")
+                raise ValueError(
+                    "One cache entry holds one adapter: pass one description, or several with weights."
+                )
             fmt = getattr(identity.encoder, "format", None)
-            what = {"texts": [fmt(t) if fmt else str(t).strip() for t in texts],
-                    "encoder": getattr(identity.encoder, "identity", repr(identity.encoder))}
+            what = {
+                "texts": [fmt(t) if fmt else str(t).strip() for t in texts],
+                "encoder": getattr(identity.encoder, "identity", repr(identity.encoder)),
+            }
         payload = {
             "format": CACHE_FORMAT,
             "text2lora": _package_version(),
@@ -321,7 +334,9 @@ class AdapterCache:
         path = self._entry_path(key)
         with atomic_directory(path, overwrite=True) as tmp:
             adapter.save_pretrained(tmp, dtype=dtype or _dtype_of(adapter))
-            (tmp / _ENTRY_INFO).write_text(json.dumps({"key": key, "description": adapter.description}) + "\n")
+            (tmp / _ENTRY_INFO).write_text(
+                json.dumps({"key": key, "description": adapter.description}) + "\n"
+            )
         self.evict(keep=key)
         return path
 
@@ -330,7 +345,11 @@ class AdapterCache:
         try:
             self.put(key, adapter)
         except OSError as err:
-            logger.warning("Could not write to the adapter cache %s (%s); continuing without caching.", self.cache_dir, err)
+            logger.warning(
+                "Could not write to the adapter cache %s (%s); continuing without caching.",
+                self.cache_dir,
+                err,
+            )
 
     def get_or_generate(
         self,
@@ -387,7 +406,9 @@ class AdapterCache:
         path = self.lookup(key)
         if path is None:
             adapter = self.get_or_generate(t2l, description, weights=weights, dtype=dtype)
-            path = self.lookup(key) or self.put(key, adapter)  # put again only to raise why it cannot be written
+            path = self.lookup(key) or self.put(
+                key, adapter
+            )  # put again only to raise why it cannot be written
         return path
 
     # ------------------------------------------------------------------ housekeeping

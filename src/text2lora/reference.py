@@ -70,7 +70,11 @@ _RENAMES: tuple[tuple[str, str], ...] = (
     ("heads.", "heads."),
 )
 # Reference (module, A-or-B) tensors [L, r, in] / [L, out, r] -> T2LModel buffer groups.
-_FACTOR_GROUPS = {"AB_offset": "ab_offsets", "mean_recon_target": "output_mean", "std_recon_target": "output_std"}
+_FACTOR_GROUPS = {
+    "AB_offset": "ab_offsets",
+    "mean_recon_target": "output_mean",
+    "std_recon_target": "output_std",
+}
 # Derived buffers of the reference that hold nothing learned (the S variant's rotary frequencies).
 _DERIVED_KEYS = ("rotary_emb.inv_freq",)
 
@@ -110,7 +114,11 @@ def read_reference_checkpoint(checkpoint_dir: str | os.PathLike) -> ReferenceChe
             f"No reference T2L folder at {str(checkpoint_dir)!r}; pass the folder that holds {REFERENCE_WEIGHTS_NAME}, "
             f"{REFERENCE_ARGS_NAME} and {REFERENCE_ADAPTER_CONFIG_NAME} (e.g. trained_t2l/mistral_7b_t2l)."
         )
-    missing = [n for n in (REFERENCE_WEIGHTS_NAME, REFERENCE_ARGS_NAME, REFERENCE_ADAPTER_CONFIG_NAME) if not (path / n).is_file()]
+    missing = [
+        n
+        for n in (REFERENCE_WEIGHTS_NAME, REFERENCE_ARGS_NAME, REFERENCE_ADAPTER_CONFIG_NAME)
+        if not (path / n).is_file()
+    ]
     if missing:
         raise FileNotFoundError(
             f"The reference folder {path} lacks {missing}; download the whole run folder "
@@ -124,10 +132,14 @@ def read_reference_checkpoint(checkpoint_dir: str | os.PathLike) -> ReferenceChe
             "truncated, or not a released T2L checkpoint; download it again."
         ) from err
     if not isinstance(state_dict, dict) or not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
-        raise OSError(f"{path / REFERENCE_WEIGHTS_NAME} is not a state dict of tensors; it is not a released T2L checkpoint.")
+        raise OSError(
+            f"{path / REFERENCE_WEIGHTS_NAME} is not a state dict of tensors; it is not a released T2L checkpoint."
+        )
     args = _read_yaml(path / REFERENCE_ARGS_NAME)
     adapter_config = json.loads((path / REFERENCE_ADAPTER_CONFIG_NAME).read_text())
-    return ReferenceCheckpoint(path=path, state_dict=dict(state_dict), args=args, adapter_config=adapter_config)
+    return ReferenceCheckpoint(
+        path=path, state_dict=dict(state_dict), args=args, adapter_config=adapter_config
+    )
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -159,8 +171,17 @@ def reference_config(
     """
     sd, args, adapter = checkpoint.state_dict, checkpoint.args, checkpoint.adapter_config
     order = checkpoint.module_order
-    _require(sd, ["task_encoder.mlp.0.weight", "mixer.1.weight", "mlp3.4.weight", "layer_depth_encoder.0.weight",
-                  "layer_type_encoder.0.weight"], checkpoint.path)
+    _require(
+        sd,
+        [
+            "task_encoder.mlp.0.weight",
+            "mixer.1.weight",
+            "mlp3.4.weight",
+            "layer_depth_encoder.0.weight",
+            "layer_type_encoder.0.weight",
+        ],
+        checkpoint.path,
+    )
     if args.get("use_one_hot_task_emb"):
         raise ValueError(
             f"{checkpoint.path} was trained on one-hot task ids (use_one_hot_task_emb), not on descriptions; "
@@ -192,7 +213,9 @@ def reference_config(
     variant = _variant(sd, order, rank, shapes, args)
     bias = {f"heads.{m}.bias" in sd for m in order}
     if len(bias) != 1:
-        raise ValueError(f"Only some output heads have a bias in {checkpoint.path}; the checkpoint is inconsistent.")
+        raise ValueError(
+            f"Only some output heads have a bias in {checkpoint.path}; the checkpoint is inconsistent."
+        )
     head_bias = bias.pop()
     task = args.get("training_task")
     if task not in ("sft", "recon"):
@@ -200,7 +223,9 @@ def reference_config(
     pred_z_score = bool(args.get("pred_z_score", True))
     expected_bias = (task == "sft" and not args.get("mt_lora_path")) or (task == "recon" and not pred_z_score)
     if head_bias != expected_bias:
-        logger.warning("Head bias present=%s but args.yaml implies %s; following the tensors.", head_bias, expected_bias)
+        logger.warning(
+            "Head bias present=%s but args.yaml implies %s; following the tensors.", head_bias, expected_bias
+        )
 
     offsets, zscore, divisor = _output_semantics(task, pred_z_score, args)
     ab_offset = offsets and any(
@@ -214,8 +239,13 @@ def reference_config(
         )
 
     base_name = adapter.get("base_model_name_or_path") or args.get("model_dir")
-    paths = _module_paths(base_model if base_model is not None else base_name, order, shapes, num_layers,
-                          explicit=base_model is not None)
+    paths = _module_paths(
+        base_model if base_model is not None else base_name,
+        order,
+        shapes,
+        num_layers,
+        explicit=base_model is not None,
+    )
     return T2LConfig(
         base_model_name_or_path=base_name,
         target_modules=order,
@@ -247,7 +277,9 @@ def reference_config(
 def _require(sd: dict, keys: Iterable[str], path: Path) -> None:
     missing = [k for k in keys if k not in sd]
     if missing:
-        raise ValueError(f"{path / REFERENCE_WEIGHTS_NAME} lacks {missing}; it is not a released T2L checkpoint.")
+        raise ValueError(
+            f"{path / REFERENCE_WEIGHTS_NAME} lacks {missing}; it is not a released T2L checkpoint."
+        )
 
 
 def _factor_shapes(sd: dict, order: list[str], rank: int, num_layers: int) -> dict[str, list[int]]:
@@ -256,7 +288,9 @@ def _factor_shapes(sd: dict, order: list[str], rank: int, num_layers: int) -> di
     for m in order:
         group = next((g for g in _FACTOR_GROUPS if f"{g}.A.{m}" in sd and f"{g}.B.{m}" in sd), None)
         if group is None:
-            raise ValueError(f"The checkpoint has no AB_offset / recon-target tensors for {m!r}, so its shape is unknown.")
+            raise ValueError(
+                f"The checkpoint has no AB_offset / recon-target tensors for {m!r}, so its shape is unknown."
+            )
         a, b = sd[f"{group}.A.{m}"].shape, sd[f"{group}.B.{m}"].shape
         if len(a) != 3 or len(b) != 3 or a[0] != num_layers or a[1] != rank or b[2] != rank:
             raise ValueError(
@@ -334,7 +368,9 @@ def _module_paths(
     return dict(layout.paths)
 
 
-def reference_state_dict_to_t2l(checkpoint: ReferenceCheckpoint, config: T2LConfig) -> dict[str, torch.Tensor]:
+def reference_state_dict_to_t2l(
+    checkpoint: ReferenceCheckpoint, config: T2LConfig
+) -> dict[str, torch.Tensor]:
     """Rename the reference's tensors to `T2LModel`'s state-dict keys (and keep only those the config uses)."""
     sd = checkpoint.state_dict
     out: dict[str, torch.Tensor] = {}
@@ -361,8 +397,11 @@ def reference_state_dict_to_t2l(checkpoint: ReferenceCheckpoint, config: T2LConf
             raise ValueError(f"The checkpoint lacks {missing}, which an {config.variant} hypernetwork needs.")
         out[f"ab_embeddings.{m}"] = torch.stack([sd[f"out_emb.{m}.A"], sd[f"out_emb.{m}.B"]])
     # Buffers the config does not use (zero offsets, z-score statistics of an sft run) are dropped.
-    unused = {"ab_offsets": not config.ab_offset, "output_mean": not config.output_zscore,
-              "output_std": not config.output_zscore}
+    unused = {
+        "ab_offsets": not config.ab_offset,
+        "output_mean": not config.output_zscore,
+        "output_std": not config.output_zscore,
+    }
     return {k: v for k, v in out.items() if not unused.get(k.split(".", 1)[0], False)}
 
 
@@ -392,8 +431,12 @@ def load_reference_checkpoint(
     }
     problems = {k: v for k, v in problems.items() if v}
     if problems:
-        raise ValueError(f"{checkpoint.path / REFERENCE_WEIGHTS_NAME} does not fit the derived T2LConfig: {problems}.")
-    model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in state.items()}, strict=True, assign=True)
+        raise ValueError(
+            f"{checkpoint.path / REFERENCE_WEIGHTS_NAME} does not fit the derived T2LConfig: {problems}."
+        )
+    model.load_state_dict(
+        {k: v.to(torch.float32).contiguous() for k, v in state.items()}, strict=True, assign=True
+    )
     model.config._name_or_path = str(checkpoint.path)
     if dtype is not None:
         model = model.to(dtype)
@@ -420,7 +463,9 @@ def convert_reference(
 
 def _conversion_card(model: T2LModel, source: Path) -> str:
     c = model.config
-    modules = ", ".join(f"{i}: {m} {c.module_shapes[m][0]}->{c.module_shapes[m][1]}" for i, m in enumerate(c.target_modules))
+    modules = ", ".join(
+        f"{i}: {m} {c.module_shapes[m][0]}->{c.module_shapes[m][1]}" for i, m in enumerate(c.target_modules)
+    )
     return (
         "---\nlibrary_name: text2lora\ntags:\n- text-to-lora\n- hypernetwork\n- lora\n"
         f"base_model: {c.base_model_name_or_path}\n---\n\n"
@@ -435,8 +480,8 @@ def _conversion_card(model: T2LModel, source: Path) -> str:
         f"- description encoder: `{c.encoder_name_or_path}` (trust_remote_code, {c.encoder_pooling} pooling, "
         f"L2-normalised x {c.encoder_scale:.4g})\n\n"
         "```python\nimport text2lora\nfrom text2lora import T2LModel\n\n"
-        "t2l = T2LModel.from_pretrained(\"<this repo or folder>\")\n"
-        "t2l.save_adapter(\"Solve grade-school math word problems step by step.\", \"math_lora\")\n```\n"
+        't2l = T2LModel.from_pretrained("<this repo or folder>")\n'
+        't2l.save_adapter("Solve grade-school math word problems step by step.", "math_lora")\n```\n'
     )
 
 

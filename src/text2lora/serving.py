@@ -48,7 +48,11 @@ class ServedAdapter:
 
 def check_vllm_compatible(adapter_config: Any, max_lora_rank: int = VLLM_DEFAULT_MAX_LORA_RANK) -> None:
     """Raise `ValueError` if vLLM would refuse an adapter with this PEFT `LoraConfig` (or its dict)."""
-    get = adapter_config.get if isinstance(adapter_config, dict) else (lambda k, d=None: getattr(adapter_config, k, d))
+    get = (
+        adapter_config.get
+        if isinstance(adapter_config, dict)
+        else (lambda k, d=None: getattr(adapter_config, k, d))
+    )
     rank = int(get("r", 0))
     if rank > max_lora_rank:
         raise ValueError(
@@ -126,7 +130,9 @@ def lora_request(
     try:
         from vllm.lora.request import LoRARequest
     except ImportError as err:
-        raise ImportError("Offline vLLM serving needs vLLM: pip install vllm (on a machine with a supported GPU).") from err
+        raise ImportError(
+            "Offline vLLM serving needs vLLM: pip install vllm (on a machine with a supported GPU)."
+        ) from err
     adapter = prepare_adapter(t2l, description, weights=weights, max_lora_rank=max_lora_rank, **kwargs)
     return LoRARequest(lora_name=adapter.name, lora_int_id=adapter.lora_int_id, lora_path=str(adapter.path))
 
@@ -192,14 +198,21 @@ class VLLMAdapterClient:
 
     # ------------------------------------------------------------------ adapters
 
-    def load(self, description: str | Sequence[str] | torch.Tensor, *, weights: Sequence[float] | None = None) -> ServedAdapter:
+    def load(
+        self, description: str | Sequence[str] | torch.Tensor, *, weights: Sequence[float] | None = None
+    ) -> ServedAdapter:
         """Make the adapter for `description` available on the server; returns it (use `.name` as `model`).
 
         Loading an adapter the server already has is not an error: names are stable, so it is the same one.
         """
         adapter = prepare_adapter(
-            self.t2l, description, weights=weights, cache=self.cache, adapter_dir=self.adapter_dir,
-            dtype=self.dtype, max_lora_rank=self.max_lora_rank,
+            self.t2l,
+            description,
+            weights=weights,
+            cache=self.cache,
+            adapter_dir=self.adapter_dir,
+            dtype=self.dtype,
+            max_lora_rank=self.max_lora_rank,
         )
         if adapter.name in self.loaded:
             return adapter

@@ -14,8 +14,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="inspect or clear the adapter cache",
         description="Generated adapters are cached on disk (least recently used evicted beyond the size bound).",
     )
-    cache.add_argument("action", choices=("info", "list", "clear"), help="info: totals; list: entries; clear: delete all")
-    cache.add_argument("--cache-dir", type=Path, default=None, help="cache folder (default: $TEXT2LORA_ADAPTER_CACHE_DIR or ~/.cache/text2lora/adapters)")
+    cache.add_argument(
+        "action", choices=("info", "list", "clear"), help="info: totals; list: entries; clear: delete all"
+    )
+    cache.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="cache folder (default: $TEXT2LORA_ADAPTER_CACHE_DIR or ~/.cache/text2lora/adapters)",
+    )
     cache.set_defaults(func=run_cache)
 
 
@@ -29,7 +36,9 @@ def run_cache(args: argparse.Namespace) -> int:
     entries = store.entries()
     if args.action == "info":
         total = sum(e.size for e in entries)
-        print(f"{store.cache_dir}: {len(entries)} adapter(s), {total / 2**20:.1f} MiB of {store.max_size / 2**20:.0f} MiB")
+        print(
+            f"{store.cache_dir}: {len(entries)} adapter(s), {total / 2**20:.1f} MiB of {store.max_size / 2**20:.0f} MiB"
+        )
         return 0
     for entry in reversed(entries):  # most recently used first
         info_file = entry.path / "cache_entry.json"

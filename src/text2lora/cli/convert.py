@@ -23,7 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "model when its config is available, else Llama-style paths",
     )
     convert.add_argument(
-        "--encoder", default=None, help="description encoder to record instead of args.yaml's emb_model (e.g. a local copy)"
+        "--encoder",
+        default=None,
+        help="description encoder to record instead of args.yaml's emb_model (e.g. a local copy)",
     )
     convert.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     convert.set_defaults(func=run_convert)
