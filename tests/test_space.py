@@ -16,6 +16,7 @@ for _proxy_var in ("NO_PROXY", "no_proxy"):
     os.environ[_proxy_var] = ",".join(dict.fromkeys(_hosts + ["127.0.0.1", "localhost"]))
 
 import importlib.util
+import re
 import socket
 import sys
 import zipfile
@@ -240,9 +241,26 @@ def drive(page, url: str, description: str, prompt: str, timeout_ms: int) -> tup
     return base.input_value(), adapted.input_value()
 
 
-def test_space_in_a_real_browser(app, nonzero_t2l, browser, tiny_base_dir, tmp_path):
-    from playwright.sync_api import expect
+def exactly(text: str) -> re.Pattern:
+    """The textbox value `text`, up to surrounding whitespace (streamed text keeps the tokenizer's spacing)."""
+    return re.compile(r"^\s*" + re.escape(text) + r"\s*$")
+
+
+def expected_answers(t2l, base_dir, description: str, prompt: str, max_new_tokens: int, folder: Path):
+    """(base, adapted) greedy answers computed with plain transformers + PEFT, independently of the app."""
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    model = AutoModelForCausalLM.from_pretrained(base_dir).eval()
+    base = reference_answer(model, tokenizer, prompt, max_new_tokens)
+    t2l.generate_lora(description).save_pretrained(folder)
+    adapted = reference_answer(PeftModel.from_pretrained(model, folder).eval(), tokenizer, prompt, max_new_tokens)
+    return base.strip(), adapted.strip()
+
+
+def test_space_in_a_real_browser(app, nonzero_t2l, browser, tiny_base_dir, tiny_t2l, tmp_path):
+    from playwright.sync_api import expect
 
     demo = app.build_demo(nonzero_t2l, max_new_tokens=16, adapter_cache=tmp_path / "adapters")
     url = launch(demo)
@@ -250,17 +268,38 @@ def test_space_in_a_real_browser(app, nonzero_t2l, browser, tiny_base_dir, tmp_p
         page = browser.new_page(viewport={"width": 1280, "height": 1600})
         base, adapted = drive(page, url, DESCRIPTION, PROMPT, timeout_ms=60_000)
         page.screenshot(path=str(artifact_path(tmp_path, "space-tiny.png")), full_page=True)
+        assert artifact_path(tmp_path, "space-tiny.png").stat().st_size > 10_000
+        want = expected_answers(nonzero_t2l, tiny_base_dir, DESCRIPTION, PROMPT, 16, tmp_path / "a1")
+        assert (base.strip(), adapted.strip()) == want and want[0] != want[1]
 
-        tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
-        model = AutoModelForCausalLM.from_pretrained(tiny_base_dir).eval()
-        assert base.strip() == reference_answer(model, tokenizer, PROMPT, 16).strip()
-        assert adapted.strip() and adapted != base
+        # Two users at once: a second session with its own adapter; both send a new question together and are
+        # queued. Each gets the answers of its own adapter (the shared base model swaps adapters per request).
+        other, question = "Reply only with words that rhyme with cat.", "Is it sunny today?"
+        page2 = browser.new_page(viewport={"width": 1280, "height": 1600})
+        drive(page2, url, other, PROMPT, timeout_ms=60_000)
+        for p in (page, page2):
+            p.locator("#prompt textarea").fill(question)
+        page.locator("#ask").click()
+        page2.locator("#ask").click()
+        want1 = expected_answers(nonzero_t2l, tiny_base_dir, DESCRIPTION, question, 16, tmp_path / "a2")
+        want2 = expected_answers(nonzero_t2l, tiny_base_dir, other, question, 16, tmp_path / "a3")
+        assert want1[0] == want2[0] and len({want1[1], want2[1], want1[0]}) == 3
+        for p, (want_base, want_adapted) in ((page, want1), (page2, want2)):
+            expect(p.locator("#base-answer textarea")).to_have_value(exactly(want_base), timeout=60_000)
+            expect(p.locator("#adapted-answer textarea")).to_have_value(exactly(want_adapted), timeout=60_000)
+
+        # another hypernetwork, by path: the page says it is untrained
+        tiny_t2l.save_pretrained(tmp_path / "untrained")
+        page.get_by_text("Load another hypernetwork").click()
+        page.locator("#hypernetwork-name textarea, #hypernetwork-name input").first.fill(str(tmp_path / "untrained"))
+        page.locator("#load-hypernetwork").click()
+        expect(page.locator("#hypernetwork-info")).to_contain_text("untrained", timeout=30_000)
+        expect(page.locator("#adapter-summary")).to_contain_text("Generate an adapter with the new hypernetwork")
 
         # an over-long description gets a clear message instead of a silently truncated adapter
         page.locator("#description textarea").fill("weather " * 200)
         page.locator("#generate").click()
         expect(page.get_by_text("description encoder reads at most 64").first).to_be_visible(timeout=30_000)
-        assert artifact_path(tmp_path, "space-tiny.png").stat().st_size > 10_000
     finally:
         demo.close()
 
