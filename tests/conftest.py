@@ -8,6 +8,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Generated-adapter cache: one throw-away folder per test session, never the user's ~/.cache.
+import tempfile
+
+os.environ["TEXT2LORA_ADAPTER_CACHE_DIR"] = tempfile.mkdtemp(prefix="t2l-adapter-cache-")
 
 from pathlib import Path
 

@@ -10,10 +10,13 @@ from transformers import AutoConfig, AutoModel
 
 from .adapters import GeneratedLora, read_adapter_metadata
 from .base_models import DEFAULT_BASE_MODEL, load_base_model, resolve_base_model
+from .cache import AdapterCache
 from .configuration_t2l import T2LConfig
 from .encoder import DescriptionEncoder
 from .modeling_t2l import T2LModel, T2LOutput
 from .peft_integration import TextLoraConfig, install_peft_hook
+from .reference import convert_reference, load_reference_checkpoint
+from .serving import VLLMAdapterClient, lora_request
 from .transformers_integration import install_model_methods, load_description_adapter
 
 AutoConfig.register(T2LConfig.model_type, T2LConfig, exist_ok=True)
@@ -24,6 +27,7 @@ install_peft_hook()
 install_model_methods()
 
 __all__ = [
+    "AdapterCache",
     "DEFAULT_BASE_MODEL",
     "DescriptionEncoder",
     "GeneratedLora",
@@ -31,8 +35,12 @@ __all__ = [
     "T2LModel",
     "T2LOutput",
     "TextLoraConfig",
+    "VLLMAdapterClient",
+    "convert_reference",
     "load_base_model",
     "load_description_adapter",
+    "load_reference_checkpoint",
+    "lora_request",
     "read_adapter_metadata",
     "resolve_base_model",
 ]
