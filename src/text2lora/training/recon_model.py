@@ -46,6 +46,7 @@ class T2LReconstructionModel(nn.Module):
         target_A: dict[str, torch.Tensor],
         target_B: dict[str, torch.Tensor],
         target_scaling: torch.Tensor,
+        return_loss: bool = True,  # tells the Trainer's evaluation loop that this model computes its own loss
     ) -> T2LReconstructionOutput:
         generated = self.hypernetwork(task_embeddings)
         scaling = self.hypernetwork.config.lora_scaling
