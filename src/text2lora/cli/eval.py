@@ -1,0 +1,92 @@
+"""`t2l eval`: T2L and its baselines on the benchmarks and held-out tasks, in one run and one table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from text2lora.evaluation.conditions import CONDITIONS
+
+    parser = subparsers.add_parser(
+        "eval",
+        help="evaluate T2L against base / description / few-shot / LoRA baselines",
+        description="Evaluate every condition on the benchmarks (lm-evaluation-harness over local files) and on "
+        "held-out tasks of a task collection; writes results.json, examples.jsonl, results.md and results.png.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--base", default="HuggingFaceTB/SmolLM2-135M-Instruct", help="base model name or folder")
+    parser.add_argument("--t2l", default=None, help="hypernetwork folder or name (T2L conditions)")
+    parser.add_argument("--mt-lora", default=None, help="multi-task LoRA adapter folder (PEFT)")
+    parser.add_argument("--oracle-loras", default=None, help="folder of per-task adapter folders named by task")
+    parser.add_argument("--benchmarks", default="all", help="comma-separated benchmark ids, 'all', or 'none'")
+    parser.add_argument(
+        "--conditions", default="all", help=f"comma-separated, from: {', '.join(CONDITIONS)}; 'all' = every one possible"
+    )
+    parser.add_argument("--limit", type=int, default=None, help="examples per task (a fixed sample for the seed)")
+    parser.add_argument("--generation-limit", type=int, default=None, help="examples per generation/code benchmark")
+    parser.add_argument("--seed", type=int, default=0, help="fixes examples, descriptions and few-shot examples")
+    parser.add_argument("--num-descriptions", type=int, default=3, help="descriptions per description condition")
+    parser.add_argument("--num-fewshot", type=int, default=3, help="examples in the few-shot condition")
+    parser.add_argument("--data-dir", default=None, help="benchmark folder (or $TEXT2LORA_BENCHMARK_DIR)")
+    parser.add_argument("--descriptions-dir", default=None, help="benchmark descriptions folder")
+    parser.add_argument("--collection", default=None, help="task collection folder; its held-out tasks are evaluated")
+    parser.add_argument("--collection-split", default="validation", help="split with the held-out tasks")
+    parser.add_argument("--collection-tasks", default=None, help="comma-separated held-out task ids (default all)")
+    parser.add_argument("--collection-generate", action="store_true", help="also score free generation (slow)")
+    parser.add_argument("--no-chat-template", dest="chat_template", action="store_false",
+                        help="plain-text prompts instead of the tokenizer's chat template")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-gen-toks", type=int, default=None, help="cap on generated tokens")
+    parser.add_argument("--code-timeout", type=float, default=10.0, help="sandbox timeout per program, seconds")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--pairs", default=None, help="comma-separated 'a-b' condition pairs to compare")
+    parser.add_argument("--out", type=Path, required=True, help="output folder")
+    parser.add_argument("--resume", action="store_true", help="reuse finished runs in --out (same settings)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_eval)
+
+
+def _split(value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from text2lora.evaluation.runner import EvalConfig, EvalRunner
+
+    benchmarks = None if args.benchmarks == "all" else ([] if args.benchmarks == "none" else _split(args.benchmarks))
+    config = EvalConfig(
+        base_model=args.base,
+        t2l=args.t2l,
+        mt_lora=args.mt_lora,
+        oracle_loras=args.oracle_loras,
+        benchmarks=benchmarks,
+        conditions=None if args.conditions == "all" else _split(args.conditions),
+        limit=args.limit,
+        generation_limit=args.generation_limit,
+        seed=args.seed,
+        num_descriptions=args.num_descriptions,
+        num_fewshot=args.num_fewshot,
+        data_dir=args.data_dir,
+        descriptions_dir=args.descriptions_dir,
+        collection=args.collection,
+        collection_split=args.collection_split,
+        collection_tasks=_split(args.collection_tasks),
+        collection_generate=args.collection_generate,
+        chat_template=args.chat_template,
+        batch_size=args.batch_size,
+        max_gen_toks=args.max_gen_toks,
+        code_timeout_s=args.code_timeout,
+        device=args.device,
+        threads=args.threads,
+        pairs=_split(args.pairs),
+        output_dir=str(args.out),
+        resume=args.resume,
+        show_progress=not args.quiet,
+    )
+    results = EvalRunner(config).run()
+    print((args.out / "results.md").read_text().split("\n## ")[0])
+    print(f"wrote {args.out}/results.json, examples.jsonl, results.md, results.png in {results['wall_s']:.0f} s")
+    return 0

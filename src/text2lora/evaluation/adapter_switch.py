@@ -1,0 +1,124 @@
+"""Switching adapters on one loaded base model between evaluation runs, and recording what was active.
+
+The base model is loaded once and wrapped once by lm-eval's `HFLM`. Adapters are added with transformers'
+PEFT integration (`load_adapter`, `load_description_adapter`) and chosen with `set_adapter` /
+`disable_adapters`, so nothing is reloaded between runs. lm-eval does not record which adapter produced a
+result; `AdapterSwitch.activate` returns a record read back from the model itself (active adapter names,
+whether adapters are enabled, and a checksum of the active LoRA weights), which the runner stores with every
+result.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .conditions import AdapterRef
+
+
+class AdapterSwitch:
+    """Activates the adapter a run needs (or none) on `model`, loading it on first use.
+
+    Args:
+        model: a transformers `PreTrainedModel` (adapters are injected in place).
+        hypernetwork: a `T2LModel` for T2L runs, or `None`.
+        keep_peft: how many PEFT-folder adapters (oracle LoRAs) to keep loaded; older ones are deleted.
+    """
+
+    def __init__(self, model, hypernetwork=None, keep_peft: int = 2) -> None:
+        self.model = model
+        self.hypernetwork = hypernetwork
+        self.keep_peft = keep_peft
+        self._loaded: list[str] = []  # PEFT-folder adapters, oldest first
+        self._t2l_description: str | None = None
+
+    # ------------------------------------------------------------------------------------------ activation
+
+    def activate(self, ref: AdapterRef | None) -> dict[str, Any]:
+        """Make `ref` the only active adapter (`None`: the bare base model) and return the record."""
+        if ref is None:
+            if self._has_adapters():
+                self.model.disable_adapters()
+        elif ref.kind == "peft":
+            self._load_peft(ref)
+            self._enable(ref.name)
+        elif ref.kind == "t2l":
+            self._load_t2l(ref)
+            self._enable("t2l")
+        else:
+            raise ValueError(f"Unknown adapter kind {ref.kind!r}; expected 'peft' or 't2l'.")
+        record = self.describe()
+        expected = None if ref is None else ref.name
+        if record["active"] != expected:
+            raise RuntimeError(f"Adapter switch failed: wanted {expected!r} active, the model reports {record['active']!r}.")
+        if ref is not None:
+            record.update({"kind": ref.kind, "path": ref.path, "description": ref.description})
+        return record
+
+    def describe(self) -> dict[str, Any]:
+        """What the model itself says is active: `{"active": name or None, "enabled": bool, "checksum": float}`."""
+        if not self._has_adapters():
+            return {"active": None, "enabled": False, "checksum": None}
+        layers = [m for m in self.model.modules() if _is_tuner_layer(m)]
+        enabled = any(not m.disable_adapters for m in layers)
+        if not enabled:
+            return {"active": None, "enabled": False, "checksum": None}
+        active = self.model.active_adapters()
+        if len(active) != 1:
+            return {"active": list(active), "enabled": True, "checksum": None}
+        name = active[0]
+        return {"active": name, "enabled": True, "checksum": self.checksum(name)}
+
+    def checksum(self, name: str) -> float:
+        """Sum of |w| over the LoRA weights of adapter `name`: differs between adapters, so the record shows
+        that the adapter really changed between runs."""
+        total = 0.0
+        with torch.no_grad():
+            for param_name, param in self.model.named_parameters():
+                if f".{name}." in param_name and ".lora_" in param_name:
+                    total += float(param.detach().abs().sum())
+        return round(total, 6)
+
+    # ---------------------------------------------------------------------------------------------- loading
+
+    def _has_adapters(self) -> bool:
+        return bool(getattr(self.model, "_hf_peft_config_loaded", False)) or bool(getattr(self.model, "peft_config", None))
+
+    def _enable(self, name: str) -> None:
+        self.model.enable_adapters()
+        self.model.set_adapter(name)
+
+    def _load_peft(self, ref: AdapterRef) -> None:
+        if ref.name in self._loaded:
+            return
+        path = Path(ref.path)
+        if not (path / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a PEFT adapter folder (no adapter_config.json); check the path.")
+        try:
+            self.model.load_adapter(str(path), adapter_name=ref.name)
+        except (ValueError, RuntimeError, KeyError) as err:
+            raise ValueError(
+                f"The adapter at {path} does not fit the base model {self.model.name_or_path!r}: {err}. "
+                "Pass an adapter trained for this base model."
+            ) from err
+        self._loaded.append(ref.name)
+        while len([n for n in self._loaded if n != "mt_lora"]) > self.keep_peft:
+            oldest = next(n for n in self._loaded if n != "mt_lora")
+            self.model.delete_adapter(oldest)
+            self._loaded.remove(oldest)
+
+    def _load_t2l(self, ref: AdapterRef) -> None:
+        if self.hypernetwork is None:
+            raise ValueError("A T2L condition needs a hypernetwork; pass --t2l PATH.")
+        if self._t2l_description == ref.description:
+            return
+        self.model.load_description_adapter(ref.description, t2l=self.hypernetwork, adapter_name="t2l")
+        self._t2l_description = ref.description
+
+
+def _is_tuner_layer(module) -> bool:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return isinstance(module, BaseTunerLayer)

@@ -1,0 +1,421 @@
+"""Results of an evaluation run: the JSON document, paired per-example differences, a markdown table and a
+bar chart.
+
+Per-condition numbers are means over the fixed examples; conditions run with several descriptions report
+the mean and the standard deviation over those runs. Paired differences compare two conditions example by
+example (each condition's value for an example being its mean over that condition's runs), with a
+percentile-bootstrap 95% CI; pooled over benchmarks, examples are resampled within each benchmark and the
+benchmarks weigh equally. Rows of several `t2l eval` runs (e.g. different seeds) can be pooled with
+`combine_examples`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..io_utils import atomic_file
+from .conditions import CONDITIONS
+from .metrics import bootstrap_ci
+
+RESULTS_FORMAT = "text2lora-eval/1"
+LOWER_IS_BETTER = {"completion_nll", "timeout", "sandbox_denied"}
+DEFAULT_PAIRS = (
+    ("t2l", "t2l_random"),
+    ("t2l", "t2l_other"),
+    ("t2l", "base"),
+    ("t2l", "description"),
+    ("t2l", "fewshot"),
+    ("t2l", "mt_lora"),
+    ("t2l", "oracle_lora"),
+)
+BENCHMARK_SCOPE = "benchmarks"
+HELDOUT_MC_SCOPE = "held-out tasks (multiple choice)"
+HELDOUT_NLL_SCOPE = "held-out tasks (completion NLL)"
+
+
+# ------------------------------------------------------------------------------------------- assembling
+
+
+def condition_label(name: str, num_fewshot: int = 3) -> str:
+    label = CONDITIONS[name].label
+    return label.replace("3-shot", f"{num_fewshot}-shot")
+
+
+def build_results(*, config, tasks, conditions, runs, examples, missing_oracles, wall_s, model=None) -> dict[str, Any]:
+    """The results document: settings, per-task and per-condition numbers, summaries, pairs and every run."""
+    names = [c.name for c in conditions]
+    task_results: dict[str, Any] = {}
+    for entry in tasks:
+        per_condition: dict[str, Any] = {}
+        for name in names:
+            task_runs = [r for r in runs if r["task"] == entry.name and r["condition"] == name]
+            if not task_runs:
+                continue
+            metrics = sorted({m for r in task_runs for m in r["metrics"]})
+            per_condition[name] = {
+                "n_runs": len(task_runs),
+                "metrics": {m: _spread([r["metrics"].get(m, math.nan) for r in task_runs]) for m in metrics},
+            }
+        task_results[entry.name] = {
+            "kind": entry.kind,
+            "primary_metric": entry.primary_metric,
+            "higher_is_better": entry.primary_metric not in LOWER_IS_BETTER,
+            "n_examples": sum(len(v) for v in entry.samples.values()),
+            "n_available": sum(entry.sizes.values()),
+            "example_indices": entry.samples,
+            "conditions": per_condition,
+        }
+    pairs = _pairs(config.pairs, names)
+    results = {
+        "format": RESULTS_FORMAT,
+        "config": config.to_dict(),
+        "environment": _environment(config, model),
+        "conditions": {c.name: {"label": condition_label(c.name, config.num_fewshot)} for c in conditions},
+        "tasks": task_results,
+        "summary": summarize(task_results, names),
+        "paired": paired_differences(examples, task_results, pairs, config.bootstrap_iterations, config.seed),
+        "missing_oracles": missing_oracles,
+        "runs": runs,
+        "wall_s": round(wall_s, 1),
+    }
+    return results
+
+
+def _spread(values: list[float]) -> dict[str, Any]:
+    clean = [v for v in values if not math.isnan(v)]
+    mean = float(np.mean(clean)) if clean else math.nan
+    std = float(np.std(clean, ddof=1)) if len(clean) > 1 else 0.0
+    return {"mean": mean, "std": std, "runs": values}
+
+
+def _scope(task: dict) -> str:
+    if task["kind"] == "benchmark":
+        return BENCHMARK_SCOPE
+    return HELDOUT_NLL_SCOPE if task["primary_metric"] == "completion_nll" else HELDOUT_MC_SCOPE
+
+
+def summarize(task_results: dict[str, Any], condition_names: list[str]) -> dict[str, Any]:
+    """Per scope (benchmarks, held-out MC, held-out NLL), each condition's mean of the tasks' primary metric."""
+    summary: dict[str, Any] = {}
+    for scope in (BENCHMARK_SCOPE, HELDOUT_MC_SCOPE, HELDOUT_NLL_SCOPE):
+        members = {name: t for name, t in task_results.items() if _scope(t) == scope}
+        if not members:
+            continue
+        row = {}
+        for condition in condition_names:
+            values = [t["conditions"][condition]["metrics"][t["primary_metric"]]["mean"]
+                      for t in members.values() if condition in t["conditions"]]
+            if values:
+                row[condition] = {"mean": float(np.mean(values)), "n_tasks": len(values), "of": len(members)}
+        summary[scope] = row
+    return summary
+
+
+def _pairs(requested, names: list[str]) -> list[tuple[str, str]]:
+    if requested:
+        pairs = [tuple(p.split("-")) if isinstance(p, str) else tuple(p) for p in requested]
+    else:
+        pairs = list(DEFAULT_PAIRS)
+    return [(a, b) for a, b in pairs if a in names and b in names]
+
+
+# ---------------------------------------------------------------------------------- paired differences
+
+
+def per_example_values(examples: list[dict], task_results: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
+    """(task, condition) -> example id -> the primary metric averaged over the condition's runs."""
+    collected: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for example in examples:
+        task = task_results.get(example["task"])
+        if task is None:
+            continue
+        value = example["metrics"].get(task["primary_metric"])
+        if value is not None:
+            collected[(example["task"], example["condition"])][example["example"]].append(float(value))
+    return {key: {ex: float(np.mean(v)) for ex, v in values.items()} for key, values in collected.items()}
+
+
+def paired_differences(
+    examples: list[dict], task_results: dict[str, Any], pairs: list[tuple[str, str]], iterations: int = 2000, seed: int = 0
+) -> list[dict[str, Any]]:
+    """For each pair (a, b): per task and pooled per scope, the mean of a - b over shared examples with a 95%
+    bootstrap CI and a two-sided bootstrap p-value. Positive means a scored higher (for NLL: a was *worse*)."""
+    values = per_example_values(examples, task_results)
+    out: list[dict[str, Any]] = []
+    for a, b in pairs:
+        pooled: dict[str, tuple[list[float], list[str]]] = defaultdict(lambda: ([], []))
+        for task, info in task_results.items():
+            va, vb = values.get((task, a)), values.get((task, b))
+            if not va or not vb:
+                continue
+            shared = sorted(set(va) & set(vb), key=_natural)
+            if not shared:
+                continue
+            diffs = [va[e] - vb[e] for e in shared]
+            out.append(_difference(a, b, task, info["primary_metric"], diffs, None, iterations, seed))
+            scope_diffs, scope_tasks = pooled[_scope(info)]
+            scope_diffs.extend(diffs)
+            scope_tasks.extend([task] * len(diffs))
+        for scope, (diffs, strata) in pooled.items():
+            if len(set(strata)) > 1:
+                metric = "primary" if scope == BENCHMARK_SCOPE else ("completion_nll" if "NLL" in scope else "acc_norm")
+                out.append(_difference(a, b, f"all {scope}", metric, diffs, strata, iterations, seed))
+    return out
+
+
+def _difference(a, b, scope, metric, diffs, strata, iterations, seed) -> dict[str, Any]:
+    diffs_arr = np.asarray(diffs, dtype=float)
+    if strata is None:
+        mean = float(diffs_arr.mean())
+    else:
+        labels = np.asarray(strata)
+        mean = float(np.mean([diffs_arr[labels == s].mean() for s in dict.fromkeys(strata)]))
+    low, high = bootstrap_ci(diffs_arr, iterations=iterations, seed=seed, strata=strata)
+    p_value = _bootstrap_p(diffs_arr, strata, iterations, seed)
+    return {"a": a, "b": b, "scope": scope, "metric": metric, "n": int(diffs_arr.size), "mean_diff": mean,
+            "ci95": [low, high], "p_boot": p_value, "n_tasks": len(set(strata)) if strata is not None else 1}
+
+
+def _bootstrap_p(diffs: np.ndarray, strata, iterations: int, seed: int) -> float:
+    """Two-sided bootstrap p-value of mean difference = 0 (resampling the centred differences)."""
+    if diffs.size < 2 or np.allclose(diffs, diffs[0]):
+        return 1.0 if np.allclose(diffs, 0) else 0.0
+    labels = np.asarray(strata) if strata is not None else np.zeros(diffs.size, dtype=int).astype(str)
+    groups = [diffs[labels == s] for s in dict.fromkeys(labels)]
+    observed = np.mean([g.mean() for g in groups])
+    rng = np.random.default_rng(seed + 1)
+    stats = np.zeros(iterations)
+    for g in groups:
+        centred = g - g.mean()
+        stats += centred[rng.integers(0, g.size, size=(iterations, g.size))].mean(axis=1)
+    stats /= len(groups)
+    return float(min(1.0, (np.sum(np.abs(stats) >= abs(observed)) + 1) / (iterations + 1)))
+
+
+def _natural(key: str):
+    return (0, int(key)) if str(key).isdigit() else (1, str(key))
+
+
+def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, Any]]:
+    """Pool the per-example rows of several runs (e.g. seeds) so `paired_differences` can use them all.
+
+    Example ids are prefixed with the run's seed, so the same example drawn by two seeds counts twice only
+    when it was evaluated twice.
+    """
+    examples: list[dict] = []
+    tasks: dict[str, Any] = {}
+    for run_dir in run_dirs:
+        run_dir = Path(run_dir)
+        results = json.loads((run_dir / "results.json").read_text())
+        seed = results["config"]["seed"]
+        for name, info in results["tasks"].items():
+            tasks.setdefault(name, info)
+        with open(run_dir / "examples.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                row["example"] = f"s{seed}:{row['example']}"
+                examples.append(row)
+    return examples, tasks
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+
+
+def write_outputs(results: dict[str, Any], examples: list[dict], output_dir: str | Path) -> dict[str, Path]:
+    """Write results.json, examples.jsonl, results.md and results.png (each atomically)."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("results.json", "examples.jsonl", "results.md", "results.png")}
+    with atomic_file(paths["results.json"]) as handle:
+        json.dump(results, handle, indent=2, default=_json_default)
+    with atomic_file(paths["examples.jsonl"]) as handle:
+        for example in examples:
+            handle.write(json.dumps(example, default=_json_default) + "\n")
+    with atomic_file(paths["results.md"]) as handle:
+        handle.write(markdown_report(results))
+    plot_results(results, paths["results.png"])
+    return paths
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)
+
+
+def _fmt(value: float, metric: str, std: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if metric in LOWER_IS_BETTER and metric == "completion_nll":
+        text = f"{value:.3f}"
+        return text + (f" ± {std:.3f}" if std else "")
+    text = f"{100 * value:.1f}"
+    return text + (f" ± {100 * std:.1f}" if std else "")
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """The main table (tasks x conditions), summaries, paired differences and the list of runs."""
+    config = results["config"]
+    conditions = list(results["conditions"])
+    labels = [results["conditions"][c]["label"] for c in conditions]
+    lines = [
+        "# text2lora evaluation",
+        "",
+        f"- base model: `{config['base_model']}`; hypernetwork: `{config['t2l']}`; multi-task LoRA: "
+        f"`{config['mt_lora']}`; oracle LoRAs: `{config['oracle_loras']}`",
+        f"- seed {config['seed']}; limit {config['limit']} examples per task (generation benchmarks: "
+        f"{config['generation_limit'] or config['limit']}); chat template: {config['chat_template']}; "
+        f"{config['num_descriptions']} descriptions per description condition; wall time {results['wall_s']:.0f} s",
+        "- Accuracy-type metrics in %, mean over the examples; `± x`: standard deviation over the condition's "
+        "descriptions. Completion NLL: nats per token (lower is better).",
+        "",
+        "| task | metric | n | " + " | ".join(labels) + " |",
+        "|---|---|---:|" + "---:|" * len(labels),
+    ]
+    for name, task in results["tasks"].items():
+        metric = task["primary_metric"]
+        cells = []
+        for condition in conditions:
+            entry = task["conditions"].get(condition)
+            if entry is None:
+                cells.append("–")
+            else:
+                stats = entry["metrics"].get(metric, {"mean": math.nan, "std": 0.0})
+                cells.append(_fmt(stats["mean"], metric, stats["std"] if entry["n_runs"] > 1 else None))
+        lines.append(f"| {name} | {metric} | {task['n_examples']} | " + " | ".join(cells) + " |")
+    for scope, row in results["summary"].items():
+        metric = "completion_nll" if "NLL" in scope else "primary"
+        cells = []
+        for condition in conditions:
+            entry = row.get(condition)
+            if entry is None:
+                cells.append("–")
+            else:
+                partial = "" if entry["n_tasks"] == entry["of"] else f" ({entry['n_tasks']}/{entry['of']})"
+                cells.append(f"**{_fmt(entry['mean'], metric)}**{partial}")
+        lines.append(f"| **average: {scope}** | {metric} | | " + " | ".join(cells) + " |")
+    if results.get("missing_oracles"):
+        lines += ["", f"No oracle LoRA for: {', '.join(results['missing_oracles'])}."]
+    if results["paired"]:
+        lines += [
+            "",
+            "## Paired per-example differences",
+            "",
+            "Mean over shared examples of (a - b), each condition averaged over its descriptions first; 95% "
+            "percentile-bootstrap CI; pooled rows resample within each task and weigh tasks equally.",
+            "",
+            "| a | b | scope | metric | n | mean diff | 95% CI | p (bootstrap) |",
+            "|---|---|---|---|---:|---:|---|---:|",
+        ]
+        for row in results["paired"]:
+            scale = 1.0 if row["metric"] == "completion_nll" else 100.0
+            low, high = row["ci95"]
+            lines.append(
+                f"| {row['a']} | {row['b']} | {row['scope']} | {row['metric']} | {row['n']} | "
+                f"{scale * row['mean_diff']:+.2f} | [{scale * low:+.2f}, {scale * high:+.2f}] | {row['p_boot']:.3f} |"
+            )
+    lines += [
+        "",
+        "## Runs and the adapter each one had active",
+        "",
+        "| condition | task | # | description (origin) | active adapter | checksum | primary | s |",
+        "|---|---|---:|---|---|---:|---:|---:|",
+    ]
+    for run in results["runs"]:
+        task = results["tasks"].get(run["task"], {})
+        metric = task.get("primary_metric", "")
+        description = run.get("description") or ""
+        if len(description) > 70:
+            description = description[:67] + "..."
+        origin = f" ({run['description_origin']})" if run.get("description_origin") else ""
+        adapter = run["adapter"] or {}
+        checksum = adapter.get("checksum")
+        lines.append(
+            f"| {run['condition']} | {run['task']} | {run['variant']} | {description.replace('|', '/')}{origin} | "
+            f"{adapter.get('active') or 'none'} | {'' if checksum is None else f'{checksum:.4g}'} | "
+            f"{_fmt(run['metrics'].get(metric, math.nan), metric)} | {run['wall_s']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot_results(results: dict[str, Any], path: str | Path) -> None:
+    """Grouped bars: one group per task (and per scope average), one bar per condition; error bars are the
+    standard deviation over descriptions. NLL tasks get their own panel (lower is better)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conditions = list(results["conditions"])
+    panels = []
+    higher = [(n, t) for n, t in results["tasks"].items() if t["primary_metric"] != "completion_nll"]
+    lower = [(n, t) for n, t in results["tasks"].items() if t["primary_metric"] == "completion_nll"]
+    for members, scopes, title in (
+        (higher, (BENCHMARK_SCOPE, HELDOUT_MC_SCOPE), "higher is better (%)"),
+        (lower, (HELDOUT_NLL_SCOPE,), "completion NLL per token (lower is better)"),
+    ):
+        if members:
+            panels.append((members, [s for s in scopes if s in results["summary"]], title))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 1.1 * (len(higher) + 2) * 1.2), 4.5 * len(panels)),
+                             squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (members, scopes, title) in zip(axes[:, 0], panels):
+        groups = [n for n, _ in members] + [f"avg: {s}" for s in scopes]
+        width = 0.8 / max(1, len(conditions))
+        scale = 1.0 if "NLL" in title else 100.0
+        for i, condition in enumerate(conditions):
+            means, errs = [], []
+            for name, task in members:
+                entry = task["conditions"].get(condition)
+                stats = entry["metrics"].get(task["primary_metric"]) if entry else None
+                means.append(scale * stats["mean"] if stats else np.nan)
+                errs.append(scale * stats["std"] if stats else 0.0)
+            for scope in scopes:
+                entry = results["summary"][scope].get(condition)
+                means.append(scale * entry["mean"] if entry else np.nan)
+                errs.append(0.0)
+            x = np.arange(len(groups)) + (i - (len(conditions) - 1) / 2) * width
+            ax.bar(x, means, width, yerr=errs, label=results["conditions"][condition]["label"], color=colors(i % 10),
+                   capsize=2)
+        ax.set_xticks(np.arange(len(groups)))
+        ax.set_xticklabels(groups, rotation=30, ha="right")
+        ax.set_ylabel(title)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0, 0].legend(fontsize=8, ncol=min(4, len(conditions)), loc="upper left", bbox_to_anchor=(0, 1.25))
+    config = results["config"]
+    fig.suptitle(f"{config['base_model']} | seed {config['seed']} | limit {config['limit']}", y=1.02)
+    fig.tight_layout()
+    with atomic_file(path, mode="wb") as handle:
+        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _environment(config, model) -> dict[str, Any]:
+    import lm_eval
+    import peft
+    import torch
+    import transformers
+
+    import text2lora
+
+    return {
+        "text2lora": text2lora.__version__,
+        "lm_eval": getattr(lm_eval, "__version__", "unknown"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "torch_threads": torch.get_num_threads(),
+        "device": config.device,
+        "base_model_class": type(model).__name__ if model is not None else None,
+    }

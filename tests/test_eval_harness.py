@@ -1,0 +1,275 @@
+"""`t2l eval` end to end on the tiny model: two tiny local benchmarks (multiple choice and generation), a tiny
+task collection, every condition, adapter bookkeeping, outputs, determinism and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from text2lora.evaluation.benchmarks import BENCHMARKS, load_task_configs
+from text2lora.evaluation.runner import EvalConfig, EvalRunner
+
+FIXTURES = Path(__file__).parent / "fixtures" / "eval"
+DATA = FIXTURES / "benchmarks"
+DESCRIPTIONS = FIXTURES / "descriptions"
+
+
+def _save_lora(base_dir: Path, out: Path, seed: int) -> Path:
+    """A PEFT LoRA for the tiny base with non-zero A and B, so it changes the model's outputs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    base = AutoModelForCausalLM.from_pretrained(base_dir)
+    model = get_peft_model(base, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0.0, 0.5)
+    model.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def adapters(tiny_base_dir, tmp_path_factory):
+    root = tmp_path_factory.mktemp("adapters")
+    mt = _save_lora(tiny_base_dir, root / "mt_lora", seed=1)
+    _save_lora(tiny_base_dir, root / "oracles" / "arc_easy", seed=2)
+    return {"mt": mt, "oracles": root / "oracles"}
+
+
+@pytest.fixture(scope="module")
+def collection_dir(tmp_path_factory):
+    """A collection in the schema of text2lora.data.schema: one multiple-choice and one free-form held-out task."""
+    from datasets import Dataset, DatasetDict
+
+    rows = []
+    for i in range(6):
+        rows.append({
+            "task": "fixture.colors", "source": "fixture", "license": "Apache-2.0",
+            "descriptions": ["Name the colour of the object.", "Say what colour it is."],
+            "heldout_descriptions": ["Pick the colour that matches the object.", "Which colour is it?"],
+            "prompt": f"What colour is item {i}?\nOptions:\n- red\n- blue\n- green", "completion": ["red", "blue", "green"][i % 3],
+            "choices": ["red", "blue", "green"], "answer": ["red", "blue", "green"][i % 3], "num_tokens": 20,
+        })
+        rows.append({
+            "task": "fixture.echo", "source": "fixture", "license": "Apache-2.0",
+            "descriptions": ["Repeat the word.", "Echo the input back."],
+            "heldout_descriptions": ["Copy the given word exactly.", "Write the word again."],
+            "prompt": f"Word: apple{i}", "completion": f"apple{i}", "choices": [], "answer": f"apple{i}", "num_tokens": 12,
+        })
+    path = tmp_path_factory.mktemp("collection") / "collection"
+    DatasetDict({"train": Dataset.from_list(rows[:2]), "validation": Dataset.from_list(rows)}).save_to_disk(str(path))
+    return path
+
+
+def _config(out: Path | None, adapters, collection_dir, **overrides) -> EvalConfig:
+    settings = dict(
+        base_model="unused-when-a-model-is-passed",
+        t2l="tiny",
+        mt_lora=str(adapters["mt"]),
+        oracle_loras=str(adapters["oracles"]),
+        benchmarks=["arc_easy", "gsm8k"],
+        limit=4,
+        generation_limit=2,
+        seed=0,
+        num_descriptions=2,
+        data_dir=str(DATA),
+        descriptions_dir=str(DESCRIPTIONS),
+        collection=str(collection_dir),
+        max_gen_toks=8,
+        batch_size=4,
+        bootstrap_iterations=200,
+        output_dir=None if out is None else str(out),
+        show_progress=False,
+    )
+    settings.update(overrides)
+    return EvalConfig(**settings)
+
+
+def _load(tiny_base_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_base_dir)
+    tokenizer.bos_token, tokenizer.eos_token = tokenizer.cls_token, tokenizer.sep_token  # a word-piece tokenizer has neither
+    return AutoModelForCausalLM.from_pretrained(tiny_base_dir).eval(), tokenizer
+
+
+@pytest.fixture(scope="module")
+def full_run(tiny_base_dir, tiny_config, adapters, collection_dir, tmp_path_factory):
+    """Every condition once, on a model that is kept (with its adapters) for later checks."""
+    from text2lora import T2LModel
+
+    torch.manual_seed(0)
+    t2l = T2LModel(tiny_config).eval()
+    with torch.no_grad():
+        for head in t2l.heads.values():
+            head.weight.normal_(0.0, 0.05)
+            head.bias.normal_(0.0, 0.05)
+    model, tokenizer = _load(tiny_base_dir)
+    out = tmp_path_factory.mktemp("eval") / "run1"
+    results = EvalRunner(_config(out, adapters, collection_dir), model=model, tokenizer=tokenizer, hypernetwork=t2l).run()
+    return {"results": results, "out": out, "model": model, "tokenizer": tokenizer, "t2l": t2l}
+
+
+def test_every_condition_and_task_has_results(full_run):
+    results = full_run["results"]
+    assert list(results["conditions"]) == [
+        "base", "description", "fewshot", "mt_lora", "oracle_lora", "t2l", "t2l_other", "t2l_random"
+    ]
+    assert set(results["tasks"]) == {"arc_easy", "gsm8k", "fixture.colors", "fixture.echo"}
+    arc = results["tasks"]["arc_easy"]
+    assert arc["primary_metric"] == "acc_norm" and arc["n_examples"] == 4 and arc["n_available"] == 10
+    for condition in results["conditions"]:
+        metrics = arc["conditions"][condition]["metrics"]
+        assert 0.0 <= metrics["acc"]["mean"] <= 1.0 and 0.0 <= metrics["acc_norm"]["mean"] <= 1.0
+    gsm = results["tasks"]["gsm8k"]
+    assert gsm["n_examples"] == 2 and "exact_match" in gsm["conditions"]["base"]["metrics"]
+    assert "oracle_lora" not in gsm["conditions"]  # no oracle folder for gsm8k: a gap, not a number
+    assert "gsm8k" in results["missing_oracles"]
+    assert results["tasks"]["fixture.colors"]["primary_metric"] == "acc_norm"
+    echo = results["tasks"]["fixture.echo"]["conditions"]["base"]["metrics"]
+    assert echo["completion_nll"]["mean"] > 0 and 0 <= echo["greedy_match"]["mean"] <= 1
+    # description conditions ran once per description, with mean and spread
+    t2l = arc["conditions"]["t2l"]
+    assert t2l["n_runs"] == 2 and len(t2l["metrics"]["acc"]["runs"]) == 2
+
+
+def test_each_run_records_the_adapter_the_model_reported(full_run):
+    runs = full_run["results"]["runs"]
+    by_condition = {}
+    for run in runs:
+        by_condition.setdefault(run["condition"], []).append(run)
+    for condition in ("base", "description", "fewshot"):
+        assert all(r["adapter"]["active"] is None for r in by_condition[condition])
+    assert all(r["adapter"]["active"] == "mt_lora" for r in by_condition["mt_lora"])
+    assert [r["adapter"]["active"] for r in by_condition["oracle_lora"]] == ["oracle_arc_easy"]
+    assert by_condition["oracle_lora"][0]["adapter"]["path"].endswith("arc_easy")
+    t2l_runs = [r for c in ("t2l", "t2l_other", "t2l_random") for r in by_condition[c]]
+    assert all(r["adapter"]["active"] == "t2l" and r["adapter"]["description"] == r["description"] for r in t2l_runs)
+    # a new description gives a new adapter: the weight checksums differ between descriptions
+    checksums = {r["description"]: r["adapter"]["checksum"] for r in t2l_runs}
+    assert len(set(checksums.values())) == len(checksums) > 2
+
+
+def test_prompts_carry_the_description_or_the_shots(full_run):
+    runs = {(r["condition"], r["task"], r["variant"]): r for r in full_run["results"]["runs"]}
+    described = runs[("description", "arc_easy", 0)]
+    assert described["description"] in described["example_prompt"]
+    assert described["description"] not in runs[("base", "arc_easy", 0)]["example_prompt"]
+    t2l = runs[("t2l", "arc_easy", 0)]
+    assert t2l["description"] not in t2l["example_prompt"]  # T2L gets the description only as an adapter
+    fewshot = runs[("fewshot", "arc_easy", 0)]["example_prompt"]
+    train_stems = [json.loads(line)["question"]["stem"] for line in open(DATA / "arc_easy" / "ARC-Easy-Train.jsonl")]
+    assert sum(stem in fewshot for stem in train_stems) == 3
+    assert "<|im_start|>" in runs[("base", "arc_easy", 0)]["example_prompt"]  # chat template applied
+    other = [r for r in full_run["results"]["runs"] if r["condition"] == "t2l_other" and r["task"] == "arc_easy"]
+    assert all(r["description_origin"] not in ("arc_easy", "arc_challenge") for r in other)
+
+
+def test_adapters_change_outputs_and_base_stays_the_base(full_run):
+    examples = [json.loads(line) for line in open(full_run["out"] / "examples.jsonl")]
+    logliks = {(e["condition"], e["example"]): e["logliks"] for e in examples if e["task"] == "arc_easy" and e["variant"] == 0}
+    shared = [ex for (c, ex) in logliks if c == "base"]
+    assert shared and all(logliks[("mt_lora", ex)] != logliks[("base", ex)] for ex in shared)
+    assert all(logliks[("oracle_lora", ex)] != logliks[("mt_lora", ex)] for ex in shared)
+
+
+def test_base_after_adapters_were_loaded_matches_a_fresh_model(full_run, adapters, collection_dir, tiny_base_dir):
+    """The model used above still holds mt_lora, an oracle and a T2L adapter: the base condition must disable
+    them all and reproduce a never-adapted model exactly."""
+    config = _config(None, adapters, collection_dir, conditions=["base"], collection=None, benchmarks=["arc_easy"])
+    again = EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"]).run()
+    fresh_model, tokenizer = _load(tiny_base_dir)
+    fresh = EvalRunner(config, model=fresh_model, tokenizer=tokenizer).run()
+    assert again["tasks"]["arc_easy"]["conditions"] == fresh["tasks"]["arc_easy"]["conditions"]
+    assert again["tasks"]["arc_easy"]["conditions"]["base"] == full_run["results"]["tasks"]["arc_easy"]["conditions"]["base"]
+    assert again["runs"][0]["adapter"]["active"] is None
+
+
+def test_outputs_are_written(full_run):
+    out = full_run["out"]
+    for name in ("results.json", "examples.jsonl", "results.md", "results.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0
+    assert (out / "results.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = (out / "results.md").read_text()
+    assert "| arc_easy | acc_norm | 4 |" in markdown and "T2L (held-out desc.)" in markdown
+    assert "Paired per-example differences" in markdown
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["tasks"].keys() == full_run["results"]["tasks"].keys()
+    pairs = {(r["a"], r["b"], r["scope"]) for r in on_disk["paired"]}
+    assert ("t2l", "t2l_random", "arc_easy") in pairs and ("t2l", "t2l_random", "all benchmarks") in pairs
+
+
+def test_rerun_with_the_same_seed_gives_identical_numbers(full_run, adapters, collection_dir, tiny_base_dir):
+    """A fresh model and runner, same seed: identical examples, descriptions and numbers; another seed draws
+    other examples."""
+    model, tokenizer = _load(tiny_base_dir)
+    config = _config(None, adapters, collection_dir)
+    second = EvalRunner(config, model=model, tokenizer=tokenizer, hypernetwork=full_run["t2l"]).run()
+    first = full_run["results"]
+    assert second["tasks"] == first["tasks"]
+    assert second["paired"] == first["paired"]
+    assert [r["description"] for r in second["runs"]] == [r["description"] for r in first["runs"]]
+    other_seed = EvalRunner(
+        _config(None, adapters, collection_dir, seed=1, conditions=["base"], collection=None),
+        model=model, tokenizer=tokenizer,
+    ).run()
+    assert other_seed["tasks"]["arc_easy"]["example_indices"] != first["tasks"]["arc_easy"]["example_indices"]
+
+
+def test_resume_reuses_finished_runs(full_run, adapters, collection_dir, tiny_base_dir):
+    model, tokenizer = _load(tiny_base_dir)
+    config = _config(full_run["out"], adapters, collection_dir, resume=True)
+    resumed = EvalRunner(config, model=model, tokenizer=tokenizer, hypernetwork=full_run["t2l"]).run()
+    assert resumed["tasks"] == full_run["results"]["tasks"]
+    assert [r["wall_s"] for r in resumed["runs"]] == [r["wall_s"] for r in full_run["results"]["runs"]]
+
+
+def test_cli_runs_base_and_fewshot(tiny_base_dir, tmp_path, capsys):
+    import shutil
+
+    from text2lora.cli import main
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_base_dir, base)
+    _load(tiny_base_dir)[1].save_pretrained(base)  # with bos/eos tokens set
+    out = tmp_path / "cli"
+    code = main([
+        "eval", "--base", str(base), "--benchmarks", "arc_easy", "--conditions", "base,fewshot",
+        "--limit", "3", "--data-dir", str(DATA), "--out", str(out), "--quiet", "--batch-size", "4",
+    ])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["tasks"]["arc_easy"]["conditions"]) == {"base", "fewshot"}
+    assert "| arc_easy |" in capsys.readouterr().out
+
+
+def test_bad_inputs_fail_with_clear_messages(tmp_path, tiny_base_dir):
+    from text2lora.cli import main
+
+    with pytest.raises(ValueError, match="Unknown benchmark"):
+        EvalConfig(benchmarks=["nope"])
+    with pytest.raises(ValueError, match="positive"):
+        EvalConfig(limit=0)
+    with pytest.raises(FileNotFoundError, match="mt-lora"):
+        EvalConfig(mt_lora=str(tmp_path / "missing"))
+    code = main(["eval", "--base", str(tiny_base_dir), "--benchmarks", "arc_easy", "--conditions", "t2l",
+                 "--data-dir", str(DATA), "--out", str(tmp_path / "o"), "--quiet"])
+    assert code == 1  # t2l without --t2l: a message, not a traceback
+    with pytest.raises(FileNotFoundError, match="data-dir"):
+        load_task_configs(["arc_easy"], tmp_path)
+
+
+def test_every_shipped_task_config_points_at_its_files():
+    """The ten YAMLs parse and name data files; checked against the real data folder when it is present."""
+    from text2lora.evaluation.benchmarks import DEFAULT_BENCHMARK_DIR
+
+    for spec in BENCHMARKS.values():
+        assert spec.yaml_path.is_file(), spec.yaml_path
+    if DEFAULT_BENCHMARK_DIR.is_dir():
+        configs = load_task_configs(list(BENCHMARKS), DEFAULT_BENCHMARK_DIR)
+        assert {c["task"] for c in configs.values()} == {s.task_name for s in BENCHMARKS.values()}
