@@ -64,6 +64,28 @@ class HypernetworkTrainer(Trainer):
                     values.clear()
         super().log(logs, start_time)
 
+    def evaluate(self, *args: Any, **kwargs: Any) -> dict[str, float]:
+        """`Trainer.evaluate`, safe to call before `train()` in distributed runs.
+
+        An evaluation before training lets Accelerate mark the bare model as prepared (in evaluation mode), and a
+        later `train()` would then skip wrapping it in DDP: ranks would silently train apart. That preparation is
+        undone here, so `train()` wraps the model as usual.
+        """
+        fresh = not self.is_in_train and len(self.accelerator._models) == 0
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            if fresh:
+                self._undo_evaluation_preparation()
+
+    def _undo_evaluation_preparation(self) -> None:
+        model = self.model
+        self.accelerator._models[:] = [m for m in self.accelerator._models if m is not model]
+        if model.__dict__.pop("_original_forward", None) is not None:  # autocast wrapper added for mixed precision
+            model.__dict__.pop("forward", None)
+        model.__dict__.pop("_is_accelerate_prepared", None)
+        self.model_wrapped = model
+
     def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
         """Save only the hypernetwork, as a `T2LModel.from_pretrained` folder (plus the training arguments)."""
         output_dir = output_dir if output_dir is not None else self.args.output_dir
