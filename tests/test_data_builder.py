@@ -82,14 +82,18 @@ def test_report_lists_every_task_left_out(built):
     assert set(removed) == {"bigbench.winowhy", "natural_instructions.subtask029_winogrande_full_object"}
     assert removed["bigbench.winowhy"]["benchmarks"] == ["winogrande"]
     skipped = {s.task: s.category for s in report.skipped}
-    assert skipped == {"bigbench.undescribed_task": "no-descriptions", "bigbench.program_task": "unsupported"}
+    assert skipped == {
+        "bigbench.undescribed_task": "no-descriptions",
+        "bigbench.linguistic_mappings": "no-descriptions",
+        "bigbench.program_task": "unsupported",
+    }
     assert report.totals["train"] == {
         "tasks": 2, "examples": 12, "tasks_per_source": {"bigbench": 1, "natural_instructions": 1},
     }  # fmt: skip
     assert report.totals["validation"]["tasks"] == 1
     assert report.totals["dropped_too_long"] == 1
     text = "\n".join(report.summary_lines())
-    assert "bigbench.winowhy [same-construction: winogrande]" in text and "no-descriptions: bigbench.undescribed_task" in text
+    assert "bigbench.winowhy [same-construction: winogrande]" in text and "no-descriptions: bigbench.linguistic_mappings, bigbench.undescribed_task" in text
 
 
 def test_build_is_deterministic(tmp_path, built):

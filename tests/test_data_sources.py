@@ -10,7 +10,7 @@ import pytest
 from text2lora.data.schema import Example
 from text2lora.data.sources import get_source, stable_seed
 from text2lora.data.sources.archive import list_prepared_tasks, prepare_bigbench_archive, programmatic_tasks
-from text2lora.data.sources.bigbench import format_bigbench_example
+from text2lora.data.sources.bigbench import format_bigbench_example, frame_prompt, with_demonstrations
 from text2lora.data.sources.natural_instructions import format_natural_instructions_example
 
 FIXTURE_TREE = Path(__file__).parent / "fixtures" / "data" / "bigbench"
@@ -80,7 +80,7 @@ def test_prepare_archive_from_tarball_and_folder_agree(fixture_archive, tmp_path
     from_dir = prepare_bigbench_archive(FIXTURE_TREE, tmp_path / "from_dir")
     for prepared in (from_tar, from_dir):
         assert list_prepared_tasks(prepared, "bigbench") == [
-            "color_pick", "number_words", "undescribed_task", "winowhy",
+            "color_pick", "linguistic_mappings", "number_words", "undescribed_task", "winowhy",
         ]  # fmt: skip
         assert list_prepared_tasks(prepared, "natural_instructions") == [
             "subtask029_winogrande_full_object",
@@ -130,3 +130,31 @@ def test_reasoning_gym_time_budget_stops_generation_and_says_so():
 
     task = ReasoningGymSource(time_budget_s=0.0).load_task("leg_counting", max_examples=5, seed=3)
     assert task.examples == [] and "time budget after 0 examples" in task.note
+
+
+def test_bigbench_framing_and_demonstrations():
+    fmt = {"task_prefix": "Table: a=1, b=2\n", "example_input_prefix": "Q: ", "example_output_prefix": "\nA:"}
+    assert frame_prompt("What is a?", fmt) == "Table: a=1, b=2\nQ: What is a?\nA:"
+    assert frame_prompt("What is a?", {}) == "What is a?"
+    demos = [Example("[1, 2]", "[2]"), Example("[5, 3, 4]", "[3]")]
+    framed = with_demonstrations(Example("[7, 9]", "[9]"), demos)
+    assert framed.prompt == "Input: [1, 2]\nOutput: [2]\n\nInput: [5, 3, 4]\nOutput: [3]\n\nInput: [7, 9]\nOutput:"
+    assert framed.completion == "[9]"
+
+
+def test_tasks_needing_their_frame_keep_it(fixture_archive, tmp_path):
+    prepared = prepare_bigbench_archive(fixture_archive, tmp_path / "prepared")
+    task = get_source("bigbench", prepared_dir=prepared).load_task("linguistic_mappings", 10, seed=0)
+    assert sorted((e.prompt, e.completion) for e in task.examples)[0] == ("Today I call. Yesterday I", "called")
+
+
+def test_alarm_interrupts_a_slow_example():
+    import time
+
+    from text2lora.data.sources.reasoning_gym import _alarm, _BudgetSpent
+
+    start = time.perf_counter()
+    with pytest.raises(_BudgetSpent):
+        with _alarm(0.05):
+            time.sleep(5)
+    assert time.perf_counter() - start < 2

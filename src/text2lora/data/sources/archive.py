@@ -33,7 +33,9 @@ NATURAL_INSTRUCTIONS_FOLDER = "natural_instructions"
 PREPARED_EXAMPLES_PER_TASK = 5000
 # Examples kept per subtask file before pooling (bounds memory on tasks with 100+ subtasks of 10k+ examples).
 PREPARED_EXAMPLES_PER_FILE = 2000
-_PREPARED_FORMAT = 1
+_PREPARED_FORMAT = 2
+# How a task file asks its examples to be shown (kept per file: subtasks may differ).
+_FORMAT_KEYS = ("append_choices_to_input", "task_prefix", "example_input_prefix", "example_output_prefix")
 _EXAMPLE_KEYS = ("input", "target", "target_scores")
 
 
@@ -172,17 +174,11 @@ def prepare_bigbench_archive(
         data = load()
         entry = tasks.setdefault((group, task), {"name": task, "subtasks": [], "examples": []})
         rng = random.Random(f"{seed}/{group}/{task}/{subtask}")
-        flags = {"append_choices_to_input": data.get("append_choices_to_input", True)}
+        entry.setdefault("formats", {})[subtask or ""] = {k: data[k] for k in _FORMAT_KEYS if k in data}
         if subtask is None:
-            entry.update(
-                description=data.get("description"),
-                keywords=data.get("keywords", []),
-                task_prefix=data.get("task_prefix"),
-                **flags,
-            )
+            entry.update(description=data.get("description"), keywords=data.get("keywords", []))
         else:
             entry["subtasks"].append(subtask)
-            entry.setdefault("subtask_flags", {})[subtask] = flags
         entry["examples"] += _compact_examples(data.get("examples", []), PREPARED_EXAMPLES_PER_FILE, rng, subtask)
 
     with atomic_directory(prepared_dir) as tmp:

@@ -5,6 +5,13 @@ strings) or `target_scores` (multiple choice: option -> score). All subtasks of 
 task. Multiple-choice options are listed in the prompt when the task itself shows them to the model
 (`append_choices_to_input`, BIG-bench's default) and there are at most `max_listed_choices` of them;
 the completion is always the correct option's text (or the first target).
+
+The prompt is normally the example's input alone: the task's instruction reaches the model through the
+description. Two kinds of tasks cannot be solved that way, and get BIG-bench's own framing instead:
+`WITH_TASK_PROMPT` tasks, whose task prefix or example prefixes hold data the examples depend on (a
+vocabulary, a table, the rules of a symbol world, the text to edit, a sentence frame), and `FEW_SHOT` tasks,
+made of many subtasks that each follow a different hidden rule shown only by examples, which get
+demonstrations from the same subtask as BIG-bench's few-shot evaluation does.
 """
 
 from __future__ import annotations
@@ -34,6 +41,31 @@ NOT_TASKS = {
         "simple_arithmetic_multiple_targets_json",
     )
 }
+
+
+WITH_TASK_PROMPT = frozenset(
+    {
+        "conlang_translation",  # the made-up language's example sentences are in each subtask's prefix
+        "penguins_in_a_table",  # the table is in the task prefix
+        "symbol_interpretation",  # the symbol world's rules are in the task prefix
+        "key_value_maps",  # the definitions the statements use are in the task prefix
+        "simple_text_editing",  # the text to edit is in the input prefix
+        "linguistic_mappings",  # the sentence frame ('Heute ... wir. Gestern') is in the prefixes
+    }
+)
+FEW_SHOT = {"list_functions": 3, "mult_data_wrangling": 3, "unnatural_in_context_learning": 3}
+
+
+def frame_prompt(prompt: str, fmt: dict) -> str:
+    """BIG-bench's own framing of an example: task prefix, input prefix, input, output prefix."""
+    text = f"{fmt.get('task_prefix') or ''}{fmt.get('example_input_prefix') or ''}{prompt}"
+    return f"{text}{fmt.get('example_output_prefix') or ''}".strip()
+
+
+def with_demonstrations(query: Example, demonstrations: list[Example]) -> Example:
+    """Prefix `query` with solved examples of the same subtask (Input/Output pairs)."""
+    shots = "".join(f"Input: {d.prompt}\nOutput: {d.completion}\n\n" for d in demonstrations)
+    return Example(f"{shots}Input: {query.prompt}\nOutput:", query.completion, query.choices, query.answer)
 
 
 def format_choices(choices: list[str] | tuple[str, ...]) -> str:
@@ -111,17 +143,33 @@ class BigBenchSource(TaskSource):
     def load_task(self, task: str, max_examples: int, seed: int) -> RawTask:
         entry = read_prepared_task(self.prepared_dir, self.group, task)
         raw_examples = list(entry["examples"])
-        random.Random(seed).shuffle(raw_examples)
-        flags = entry.get("subtask_flags", {})
-        default_append = entry.get("append_choices_to_input", True)
+        rng = random.Random(seed)
+        rng.shuffle(raw_examples)
+        formats = entry.get("formats", {})
+        top = formats.get("", {})
+        by_subtask: dict[str, list[Example]] = {}
         examples = []
         for raw in raw_examples:
-            append = flags.get(raw.get("subtask"), {}).get("append_choices_to_input", default_append)
-            example = format_bigbench_example(raw, append_choices=append)
-            if example is not None:
-                examples.append(example)
-            if len(examples) >= max_examples:
-                break
+            fmt = {**top, **formats.get(raw.get("subtask") or "", {})}
+            example = format_bigbench_example(raw, append_choices=fmt.get("append_choices_to_input", True))
+            if example is None:
+                continue
+            if task in WITH_TASK_PROMPT:
+                example = Example(frame_prompt(example.prompt, fmt), example.completion, example.choices, example.answer)
+            by_subtask.setdefault(raw.get("subtask") or "", []).append(example)
+            examples.append((raw.get("subtask") or "", example))
+        if task in FEW_SHOT:
+            shots = FEW_SHOT[task]
+            framed = []
+            for subtask, example in examples:
+                pool = [other for other in by_subtask[subtask] if other is not example]
+                if len(pool) >= shots:
+                    framed.append((subtask, with_demonstrations(example, rng.sample(pool, shots))))
+            examples = framed
         return RawTask(
-            source=self.name, name=task, license=self.license, definition=entry.get("description"), examples=examples
+            source=self.name,
+            name=task,
+            license=self.license,
+            definition=entry.get("description"),
+            examples=[example for _, example in examples[:max_examples]],
         )

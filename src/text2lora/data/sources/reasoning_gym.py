@@ -5,12 +5,16 @@ The question is the prompt and the answer is both the completion and the `answer
 
 Generators differ in speed by four orders of magnitude (most make 100 examples in well under a second; a few,
 like `knight_swap` or `zebra_puzzles`, take seconds per example), so each task has a time budget: generation
-stops when it is spent and the task keeps what it has (the builder reports it). Examples are generated one
-index at a time, so a budget-limited task holds the same first examples on every machine.
+stops when it is spent, even in the middle of an example (SIGALRM, where available), and the task keeps what
+it has (the builder reports it). Examples are generated one index at a time, so a budget-limited task holds
+the same first examples on every machine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 
 from ..schema import Example, RawTask
@@ -19,6 +23,30 @@ from . import TaskSource
 REASONING_GYM_LICENSE = "Apache-2.0"
 # Registered names that are not tasks of their own.
 NOT_TASKS = {"composite": "mixes other generators; not a task of its own"}
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _alarm(seconds: float | None):
+    """Interrupt the block after `seconds` (main thread on Unix only; elsewhere the per-example check remains)."""
+    usable = seconds is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise _BudgetSpent
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 1e-3))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _registry() -> dict:
@@ -55,17 +83,21 @@ class ReasoningGymSource(TaskSource):
         dataset = reasoning_gym.create_dataset(task, size=max_examples, seed=seed)
         examples = []
         note = ""
+        index = 0
         start = time.perf_counter()
-        for index in range(len(dataset)):
-            if self.time_budget_s is not None and time.perf_counter() - start > self.time_budget_s:
-                note = f"generation stopped by the {self.time_budget_s:.0f} s time budget after {index} examples"
-                break
-            entry = dataset[index]
-            prompt = str(entry.get("question") or "").strip()
-            answer = entry.get("answer")
-            answer = "" if answer is None else str(answer).strip()
-            if prompt and answer:
-                examples.append(Example(prompt=prompt, completion=answer, answer=answer))
+        try:
+            with _alarm(self.time_budget_s):
+                for index in range(len(dataset)):
+                    if self.time_budget_s is not None and time.perf_counter() - start > self.time_budget_s:
+                        raise _BudgetSpent
+                    entry = dataset[index]
+                    prompt = str(entry.get("question") or "").strip()
+                    answer = entry.get("answer")
+                    answer = "" if answer is None else str(answer).strip()
+                    if prompt and answer:
+                        examples.append(Example(prompt=prompt, completion=answer, answer=answer))
+        except _BudgetSpent:
+            note = f"generation stopped by the {self.time_budget_s:g} s time budget after {index} examples"
         return RawTask(
             source=self.name, name=task, license=self.license, definition=None, examples=examples, note=note
         )
