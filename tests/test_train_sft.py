@@ -347,3 +347,19 @@ training:
     assert T2LModel.from_pretrained(out).config.latent_size == 16
     assert (out / "loss_curve.png").is_file() and last_complete_checkpoint(out).endswith("checkpoint-3")
     assert main(["train", "sft", str(tmp_path / "missing.yaml")]) == 1
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (Path(__file__).parents[1] / "configs" / "train").glob("*.yaml")))
+def test_example_configs_are_valid(name, monkeypatch):
+    """Every shipped run config parses and its `training` section builds the right arguments class."""
+    from trl import SFTConfig
+
+    from text2lora.training.recipes import _dataclass_from, load_run_config
+    from text2lora.training.recon_config import T2LReconstructionConfig
+
+    overrides = ["training.report_to=none", "training.use_cpu=true"]  # TRL defaults to bf16 unless told CPU
+    config = load_run_config(Path(__file__).parents[1] / "configs" / "train" / name, overrides)
+    kind = {"sft": T2LSFTConfig, "recon": T2LReconstructionConfig}.get(name.split("_")[0], SFTConfig)
+    args = _dataclass_from(kind, config["training"], name)
+    assert args.output_dir
+    assert "~" not in str(config.get("train_dataset", ""))

@@ -57,7 +57,7 @@ def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> d
         config = {}
     if not isinstance(config, Mapping):
         raise ValueError(f"{path} must hold a mapping of settings, got {type(config).__name__}.")
-    config = copy.deepcopy(dict(config))
+    config = _expand_home(copy.deepcopy(dict(config)))
     for override in overrides:
         keys, value = parse_override(override)
         node = config
@@ -68,8 +68,19 @@ def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> d
             if not isinstance(child, dict):
                 raise ValueError(f"Cannot set {override!r}: {key!r} is not a mapping in the config.")
             node = child
-        node[keys[-1]] = value
+        node[keys[-1]] = _expand_home(value)
     return config
+
+
+def _expand_home(value: Any) -> Any:
+    """`~/...` strings (at any depth) -> the user's home folder."""
+    if isinstance(value, str) and value.startswith("~"):
+        return os.path.expanduser(value)
+    if isinstance(value, dict):
+        return {k: _expand_home(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_home(v) for v in value]
+    return value
 
 
 def _dataclass_from(cls, values: Mapping[str, Any] | None, what: str):

@@ -45,9 +45,9 @@ def load_task_dataset(source: Any, split: str | None = None):
     if isinstance(source, (datasets.Dataset, datasets.DatasetDict)):
         loaded = source
     elif isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
-        loaded = _load_json_files([Path(s) for s in source])
+        loaded = _load_json_files([Path(s).expanduser() for s in source])
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
+        path = Path(source).expanduser()
         if path.is_dir() and (
             (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file()
         ):
