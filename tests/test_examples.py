@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -95,3 +96,36 @@ def test_generate_and_chat_on_the_embedded_default(examples):
     assert answers["base"][0].strip()
     if checkpoints.DEFAULT_CHECKPOINT is None:
         assert answers["adapted"] == answers["base"]
+
+
+@pytest.fixture(scope="module")
+def untrained_t2l_dir(tiny_config, tmp_path_factory) -> str:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("example_untrained") / "t2l"
+    T2LModel(tiny_config).save_pretrained(path)
+    return str(path)
+
+
+def test_train_sft(examples, untrained_t2l_dir, tiny_base_dir, tmp_path):
+    result = examples("train_sft").main(
+        ["--base-model", str(tiny_base_dir), "--t2l", untrained_t2l_dir, "--output-dir", str(tmp_path / "sft"),
+         "--max-steps", "6", "--tasks-per-batch", "2", "--max-length", "32"]
+    )
+    assert all(math.isfinite(v) for v in result.values())
+    assert (tmp_path / "sft" / "README.md").read_text().startswith("---\n")
+    assert (tmp_path / "sft" / "loss_curve.png").is_file()
+    trained = T2LModel.from_pretrained(tmp_path / "sft")
+    untrained = T2LModel.from_pretrained(untrained_t2l_dir)
+    changed = [not torch.equal(a, b) for a, b in zip(trained.state_dict().values(), untrained.state_dict().values())]
+    assert any(changed)
+
+
+def test_train_reconstruction(examples, untrained_t2l_dir, tiny_base_dir, tmp_path):
+    result = examples("train_reconstruction").main(
+        ["--base-model", str(tiny_base_dir), "--t2l", untrained_t2l_dir, "--output-dir", str(tmp_path / "recon"),
+         "--tasks", "add_numbers,double_number", "--oracle-steps", "2", "--max-steps", "40"]
+    )
+    assert result["before"] == pytest.approx(1.0)  # untrained: B = 0, so the generated update is 0
+    assert result["after"] < 0.95 * result["before"]
+    assert len(list((tmp_path / "recon" / "library").glob("*/adapter_model.safetensors"))) == 2
+    assert (tmp_path / "recon" / "t2l" / "README.md").is_file()
