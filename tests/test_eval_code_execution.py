@@ -87,6 +87,17 @@ def test_ordinary_standard_library_and_numpy_work():
     assert {"tempdir", "rlimits", "audit-hook", "timeout"} <= set(result.layers)
 
 
+def test_resource_limits_are_in_force_and_cannot_be_raised():
+    program = (
+        "import resource\n"
+        "assert resource.getrlimit(resource.RLIMIT_AS) == (300 * 1024 ** 2, 300 * 1024 ** 2)\n"
+        "assert resource.getrlimit(resource.RLIMIT_NOFILE)[0] == 64\n"
+        "resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n"
+    )
+    result = run_python(program, SandboxConfig(timeout_s=5.0, memory_mb=300))
+    assert result.status == "denied", result.stderr  # the asserts held, then raising a limit was refused
+
+
 def test_config_validation_names_the_problem():
     with pytest.raises(ValueError, match="timeout_s"):
         SandboxConfig(timeout_s=0)

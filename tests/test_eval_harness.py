@@ -163,7 +163,8 @@ def test_prompts_carry_the_description_or_the_shots(full_run):
     t2l = runs[("t2l", "arc_easy", 0)]
     assert t2l["description"] not in t2l["example_prompt"]  # T2L gets the description only as an adapter
     fewshot = runs[("fewshot", "arc_easy", 0)]["example_prompt"]
-    train_stems = [json.loads(line)["question"]["stem"] for line in open(DATA / "arc_easy" / "ARC-Easy-Train.jsonl")]
+    lines = (DATA / "arc_easy" / "ARC-Easy-Train.jsonl").read_text().splitlines()
+    train_stems = [json.loads(line)["question"]["stem"] for line in lines]
     assert sum(stem in fewshot for stem in train_stems) == 3
     assert "<|im_start|>" in runs[("base", "arc_easy", 0)]["example_prompt"]  # chat template applied
     other = [r for r in full_run["results"]["runs"] if r["condition"] == "t2l_other" and r["task"] == "arc_easy"]
@@ -171,7 +172,7 @@ def test_prompts_carry_the_description_or_the_shots(full_run):
 
 
 def test_adapters_change_outputs_and_base_stays_the_base(full_run):
-    examples = [json.loads(line) for line in open(full_run["out"] / "examples.jsonl")]
+    examples = [json.loads(line) for line in (full_run["out"] / "examples.jsonl").read_text().splitlines()]
     logliks = {(e["condition"], e["example"]): e["logliks"] for e in examples if e["task"] == "arc_easy" and e["variant"] == 0}
     shared = [ex for (c, ex) in logliks if c == "base"]
     assert shared and all(logliks[("mt_lora", ex)] != logliks[("base", ex)] for ex in shared)
@@ -273,3 +274,18 @@ def test_every_shipped_task_config_points_at_its_files():
     if DEFAULT_BENCHMARK_DIR.is_dir():
         configs = load_task_configs(list(BENCHMARKS), DEFAULT_BENCHMARK_DIR)
         assert {c["task"] for c in configs.values()} == {s.task_name for s in BENCHMARKS.values()}
+
+
+def test_eval_combine_pools_runs(full_run, tmp_path, capsys):
+    from text2lora.cli import main
+
+    code = main(["eval-combine", str(full_run["out"]), str(full_run["out"]), "--pairs", "t2l-t2l_random",
+                 "--out", str(tmp_path / "combined")])
+    assert code == 0
+    pooled = json.loads((tmp_path / "combined" / "paired.json").read_text())["paired"]
+    single = {r["scope"]: r for r in full_run["results"]["paired"] if (r["a"], r["b"]) == ("t2l", "t2l_random")}
+    for row in pooled:
+        # the same run twice: twice the rows, the same mean difference
+        assert row["n"] == 2 * single[row["scope"]]["n"]
+        assert row["mean_diff"] == pytest.approx(single[row["scope"]]["mean_diff"])
+    assert "t2l_random" in capsys.readouterr().out

@@ -103,6 +103,25 @@ def test_code_scorers_pass_correct_and_fail_wrong_solutions():
     }
     assert utils.humaneval_process_results(humaneval_doc, ["    return 2 * x\n"])["pass_at_1"] == 1.0
     assert utils.humaneval_process_results(humaneval_doc, ["    return x + 2\n"])["pass_at_1"] == 0.0
+    full_function = 'def double(x):\n    """Return twice x."""\n    return x * 2\n```\nThis doubles x.'
+    assert utils.humaneval_process_results(humaneval_doc, [full_function])["pass_at_1"] == 1.0
+
+
+def test_reference_solutions_of_the_real_code_benchmarks_pass():
+    """The scorers must accept the benchmarks' own reference solutions (checked on the first problems of
+    each; all 164 HumanEval and 378 MBPP+ references pass when run in full)."""
+    from text2lora.evaluation.benchmarks import DEFAULT_BENCHMARK_DIR, load_task_configs
+
+    if not (DEFAULT_BENCHMARK_DIR / "mbpp").is_dir():
+        pytest.skip(f"benchmark data not present at {DEFAULT_BENCHMARK_DIR}")
+    utils = _task_utils()
+    configs = load_task_configs(["mbpp", "humaneval"], DEFAULT_BENCHMARK_DIR)
+    humaneval = utils.load_humaneval(configs["humaneval"]["dataset_kwargs"]["data_files"])["test"]
+    mbpp = utils.load_mbpp(configs["mbpp"]["dataset_kwargs"]["data_files"])["test"]
+    for doc in list(humaneval.select(range(4))):
+        assert utils.humaneval_process_results(doc, [doc["reference"]])["pass_at_1"] == 1.0, doc["task_id"]
+    for doc in [d for d in mbpp if d["task_id"] in ("Mbpp/2", "Mbpp/120", "Mbpp/3")]:
+        assert utils.mbpp_process_results(doc, [doc["reference"]])["pass_at_1"] == 1.0, doc["task_id"]
 
 
 def test_bootstrap_ci_covers_the_mean_and_shrinks_with_n():

@@ -48,6 +48,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(func=run_eval)
 
+    combine = subparsers.add_parser(
+        "eval-combine",
+        help="pool the paired per-example differences of several `t2l eval` runs (e.g. seeds)",
+        description="Pool examples of several runs (same conditions, different seeds) and compute paired "
+        "differences with bootstrap CIs; writes paired.json and paired.md.",
+    )
+    combine.add_argument("runs", nargs="+", type=Path, help="output folders of `t2l eval`")
+    combine.add_argument("--pairs", default=None, help="comma-separated 'a-b' condition pairs")
+    combine.add_argument("--out", type=Path, required=True, help="output folder")
+    combine.set_defaults(func=run_combine)
+
 
 def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
@@ -89,4 +100,23 @@ def run_eval(args: argparse.Namespace) -> int:
     results = EvalRunner(config).run()
     print((args.out / "results.md").read_text().split("\n## ")[0])
     print(f"wrote {args.out}/results.json, examples.jsonl, results.md, results.png in {results['wall_s']:.0f} s")
+    return 0
+
+
+def run_combine(args: argparse.Namespace) -> int:
+    import json
+
+    from text2lora.evaluation.report import combined_paired_report, paired_markdown
+    from text2lora.io_utils import atomic_file
+
+    for run in args.runs:
+        if not (run / "results.json").is_file() or not (run / "examples.jsonl").is_file():
+            raise FileNotFoundError(f"{run} is not a `t2l eval` output folder (results.json and examples.jsonl).")
+    report = combined_paired_report(args.runs, _split(args.pairs))
+    markdown = f"# Paired differences pooled over {len(args.runs)} runs\n\n" + paired_markdown(report["paired"])
+    with atomic_file(args.out / "paired.json") as handle:
+        json.dump(report, handle, indent=2)
+    with atomic_file(args.out / "paired.md") as handle:
+        handle.write(markdown)
+    print(markdown)
     return 0

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -40,10 +39,15 @@ _DENIED_MARKER = "SandboxDenied:"
 # Runs inside the child before the candidate program. Kept free of imports that could be shadowed by the
 # program's folder: `-I` (isolated mode) already drops the script folder and PYTHON* variables from sys.path.
 _GUARD = r'''
-import os, sys
+import os, resource, sys
 
 _ROOT = os.path.realpath(sys.argv[1])
 _PROGRAM = sys.argv[2]
+# Resource limits are set here, in the fresh single-threaded child, rather than in a preexec_fn of the parent
+# (unsafe when the parent has threads, as torch does). The audit hook below then forbids changing them.
+for _name, _value in zip(("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CORE", "RLIMIT_NPROC"),
+                         map(int, sys.argv[3].split(","))):
+    resource.setrlimit(getattr(resource, _name), (_value, _value))
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 _BLOCKED_PREFIXES = ("os.exec", "os.spawn", "os.posix_spawn", "socket.", "subprocess.", "pty.", "os.fork",
                      "os.forkpty", "os.system", "os.kill", "os.killpg", "os.setuid", "os.setgid", "os.chroot",
@@ -165,11 +169,11 @@ class ExecutionResult:
         return asdict(self)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _prefix_works(prefix: tuple[str, ...]) -> bool:
     """Whether `prefix + [python, -c, pass]` runs here (e.g. `unshare --net` needs privileges)."""
     try:
-        done = subprocess.run([*prefix, sys.executable, "-I", "-c", "pass"], capture_output=True, timeout=30)
+        done = subprocess.run([*prefix, sys.executable, "-I", "-c", "pass"], capture_output=True, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError):
         return False
     return done.returncode == 0
@@ -200,20 +204,11 @@ def _isolation_prefix(config: SandboxConfig) -> tuple[list[str], list[str]]:
     return prefix, layers
 
 
-def _limits(config: SandboxConfig):
+def _limits(config: SandboxConfig) -> str:
+    """RLIMIT_AS, CPU, FSIZE, NOFILE, CORE, NPROC for the guard, comma-separated."""
     cpu = config.cpu_s if config.cpu_s is not None else int(config.timeout_s) + 2
-    memory = config.memory_mb * 1024 * 1024
-    file_size = config.max_file_mb * 1024 * 1024
-
-    def apply() -> None:  # runs in the child between fork and exec
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size, file_size))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (config.max_open_files, config.max_open_files))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-
-    return apply
+    values = (config.memory_mb * 1024 * 1024, cpu, config.max_file_mb * 1024 * 1024, config.max_open_files, 0, 64)
+    return ",".join(str(v) for v in values)
 
 
 def run_python(program: str, config: SandboxConfig | None = None) -> ExecutionResult:
@@ -238,7 +233,7 @@ def run_python(program: str, config: SandboxConfig | None = None) -> ExecutionRe
             "OPENBLAS_NUM_THREADS": "1",
             "MKL_NUM_THREADS": "1",
         }
-        command = [*prefix, sys.executable, "-I", "-c", _GUARD, str(workdir), str(program_path)]
+        command = [*prefix, sys.executable, "-I", "-c", _GUARD, str(workdir), str(program_path), _limits(config)]
         start = time.perf_counter()
         with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
             process = subprocess.Popen(
@@ -248,7 +243,6 @@ def run_python(program: str, config: SandboxConfig | None = None) -> ExecutionRe
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                preexec_fn=_limits(config),
                 start_new_session=True,
                 close_fds=True,
             )

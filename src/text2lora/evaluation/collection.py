@@ -67,7 +67,7 @@ def load_collection_tasks(collection: Any, split: str = "validation", tasks: lis
     missing = [c for c in REQUIRED_COLUMNS if c not in collection.column_names]
     if missing:
         raise ValueError(f"The collection lacks column(s) {missing}; expected the schema of text2lora.data.schema.")
-    grouped: "OrderedDict[str, CollectionTask]" = OrderedDict()
+    grouped: OrderedDict[str, CollectionTask] = OrderedDict()
     for index, row in enumerate(collection):
         name = row["task"]
         if tasks is not None and name not in tasks:

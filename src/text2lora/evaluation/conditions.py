@@ -171,7 +171,7 @@ class RunPlanner:
 
     def runs(self, condition: Condition, task: str) -> list[RunSpec]:
         fewshot = self.num_fewshot if condition.num_fewshot is None else condition.num_fewshot
-        base = dict(condition=condition.name, task=task, num_fewshot=fewshot)
+        base = {"condition": condition.name, "task": task, "num_fewshot": fewshot}
         if condition.adapter == "mt_lora":
             return [RunSpec(variant=0, adapter=AdapterRef("peft", "mt_lora", str(self.mt_lora)), **base)]
         if condition.adapter == "oracle":

@@ -37,7 +37,7 @@ def normalize_description(text: str) -> str:
 
 def is_evaluation_description(benchmark: str, text: str) -> bool:
     """Whether `text` is in the evaluation part of `benchmark`'s descriptions (the documented hash rule)."""
-    digest = hashlib.sha256(f"{benchmark}\n{normalize_description(text)}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{benchmark}\n{normalize_description(text)}".encode()).hexdigest()
     return int(digest[:8], 16) % EVALUATION_MODULUS == 0
 
 

@@ -206,23 +206,46 @@ def _natural(key: str):
 def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, Any]]:
     """Pool the per-example rows of several runs (e.g. seeds) so `paired_differences` can use them all.
 
-    Example ids are prefixed with the run's seed, so the same example drawn by two seeds counts twice only
-    when it was evaluated twice.
+    Each run's examples are kept apart (ids prefixed with the run's position): an example that two seeds both
+    drew was evaluated twice, with different descriptions, and counts twice.
     """
     examples: list[dict] = []
     tasks: dict[str, Any] = {}
-    for run_dir in run_dirs:
+    for position, run_dir in enumerate(run_dirs):
         run_dir = Path(run_dir)
         results = json.loads((run_dir / "results.json").read_text())
-        seed = results["config"]["seed"]
         for name, info in results["tasks"].items():
             tasks.setdefault(name, info)
         with open(run_dir / "examples.jsonl", encoding="utf-8") as handle:
             for line in handle:
                 row = json.loads(line)
-                row["example"] = f"s{seed}:{row['example']}"
+                row["example"] = f"run{position}:{row['example']}"
                 examples.append(row)
     return examples, tasks
+
+
+def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None = None, iterations: int = 2000) -> dict:
+    """Paired differences pooled over several `t2l eval` runs (e.g. seeds 0, 1, 2): more examples, and
+    descriptions / random strings drawn anew for each seed."""
+    examples, tasks = combine_examples(run_dirs)
+    names = sorted({e["condition"] for e in examples}, key=lambda n: list(CONDITIONS).index(n))
+    rows = paired_differences(examples, tasks, _pairs(pairs, names), iterations, seed=0)
+    return {"format": RESULTS_FORMAT + "-combined", "runs": [str(d) for d in run_dirs], "paired": rows}
+
+
+def paired_markdown(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| a | b | scope | metric | n | mean diff | 95% CI | p (bootstrap) |",
+        "|---|---|---|---|---:|---:|---|---:|",
+    ]
+    for row in rows:
+        scale = 1.0 if row["metric"] == "completion_nll" else 100.0
+        low, high = row["ci95"]
+        lines.append(
+            f"| {row['a']} | {row['b']} | {row['scope']} | {row['metric']} | {row['n']} | "
+            f"{scale * row['mean_diff']:+.2f} | [{scale * low:+.2f}, {scale * high:+.2f}] | {row['p_boot']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -270,13 +293,19 @@ def markdown_report(results: dict[str, Any]) -> str:
     lines = [
         "# text2lora evaluation",
         "",
-        f"- base model: `{config['base_model']}`; hypernetwork: `{config['t2l']}`; multi-task LoRA: "
-        f"`{config['mt_lora']}`; oracle LoRAs: `{config['oracle_loras']}`",
-        f"- seed {config['seed']}; limit {config['limit']} examples per task (generation benchmarks: "
-        f"{config['generation_limit'] or config['limit']}); chat template: {config['chat_template']}; "
-        f"{config['num_descriptions']} descriptions per description condition; wall time {results['wall_s']:.0f} s",
-        "- Accuracy-type metrics in %, mean over the examples; `± x`: standard deviation over the condition's "
-        "descriptions. Completion NLL: nats per token (lower is better).",
+        (
+            f"- base model: `{config['base_model']}`; hypernetwork: `{config['t2l']}`; multi-task LoRA: "
+            f"`{config['mt_lora']}`; oracle LoRAs: `{config['oracle_loras']}`"
+        ),
+        (
+            f"- seed {config['seed']}; limit {config['limit']} examples per task (generation benchmarks: "
+            f"{config['generation_limit'] or config['limit']}); chat template: {config['chat_template']}; "
+            f"{config['num_descriptions']} descriptions per description condition; wall time {results['wall_s']:.0f} s"
+        ),
+        (
+            "- Accuracy-type metrics in %, mean over the examples; `± x`: standard deviation over the condition's "
+            "descriptions. Completion NLL: nats per token (lower is better)."
+        ),
         "",
         "| task | metric | n | " + " | ".join(labels) + " |",
         "|---|---|---:|" + "---:|" * len(labels),
@@ -310,19 +339,13 @@ def markdown_report(results: dict[str, Any]) -> str:
             "",
             "## Paired per-example differences",
             "",
-            "Mean over shared examples of (a - b), each condition averaged over its descriptions first; 95% "
-            "percentile-bootstrap CI; pooled rows resample within each task and weigh tasks equally.",
+            (
+                "Mean over shared examples of (a - b), each condition averaged over its descriptions first; 95% "
+                "percentile-bootstrap CI; pooled rows resample within each task and weigh tasks equally."
+            ),
             "",
-            "| a | b | scope | metric | n | mean diff | 95% CI | p (bootstrap) |",
-            "|---|---|---|---|---:|---:|---|---:|",
         ]
-        for row in results["paired"]:
-            scale = 1.0 if row["metric"] == "completion_nll" else 100.0
-            low, high = row["ci95"]
-            lines.append(
-                f"| {row['a']} | {row['b']} | {row['scope']} | {row['metric']} | {row['n']} | "
-                f"{scale * row['mean_diff']:+.2f} | [{scale * low:+.2f}, {scale * high:+.2f}] | {row['p_boot']:.3f} |"
-            )
+        lines += paired_markdown(results["paired"]).rstrip("\n").split("\n")
     lines += [
         "",
         "## Runs and the adapter each one had active",

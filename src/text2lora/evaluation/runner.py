@@ -20,7 +20,7 @@ import math
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -355,7 +355,7 @@ class EvalRunner:
 
     def _examples(self, entry: TaskEntry, spec: RunSpec, samples: dict[str, list[dict]]) -> list[dict]:
         by_id: dict[str, dict] = {}
-        for part, cfg in entry.configs.items():
+        for cfg in entry.configs.values():
             for sample in samples.get(cfg["task"], []):
                 doc = sample["doc"]
                 example_id = str(doc["row"]) if entry.kind == "collection" else str(sample["doc_id"])
@@ -437,7 +437,7 @@ def _prediction(cfg: dict, sample: dict, task: str) -> dict:
             out["target"] = sample["doc"]["answer_number"]
         return out
     if kind == "loglikelihood":
-        loglik, greedy = sample["filtered_resps"][0]
+        loglik = sample["filtered_resps"][0][0]
         return {"completion_loglik": round(float(loglik), 4)}
     return {}
 

@@ -153,7 +153,8 @@ def load_mbpp(data_files: dict, **_) -> datasets.DatasetDict:
                 "task_id": record["task_id"],
                 "text": text,
                 "example_test": example,
-                "tests": record["assertion"].strip(),
+                # some MBPP+ assertions call math.isclose; EvalPlus's harness has `math` imported
+                "tests": "import math\n" + record["assertion"].strip(),
                 "reference": record["canonical_solution"].strip("\n"),
             }
         )
@@ -212,8 +213,9 @@ def mbpp_process_results(doc: dict, results: list[str]) -> dict[str, float]:
 
 
 def humaneval_process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """The reply continues the function whose signature and docstring the prompt started."""
-    code = doc["prompt"] + extract_code(results[0], prefix="```python\n")
+    """The problem's prompt (imports, helpers, signature) then the reply: a full function in the reply
+    redefines the prompt's stub, a bare body completes it."""
+    code = doc["prompt"] + "\n" + extract_code(results[0], prefix="```python\n")
     return _code_metrics(check_solution(code, doc["tests"], _sandbox()))
 
 
