@@ -61,8 +61,9 @@ def collection_dir(tmp_path_factory):
             "heldout_descriptions": ["Copy the given word exactly.", "Write the word again."],
             "prompt": f"Word: apple{i}", "completion": f"apple{i}", "choices": [], "answer": f"apple{i}", "num_tokens": 12,
         })
-    path = tmp_path_factory.mktemp("collection") / "collection"
-    DatasetDict({"train": Dataset.from_list(rows[:2]), "validation": Dataset.from_list(rows)}).save_to_disk(str(path))
+    path = tmp_path_factory.mktemp("collection") / "collection"  # laid out as `t2l data build` writes it
+    dataset = DatasetDict({"train": Dataset.from_list(rows[:2]), "validation": Dataset.from_list(rows)})
+    dataset.save_to_disk(str(path / "dataset"))
     return path
 
 

@@ -206,3 +206,45 @@ def test_parse_conditions_names_the_missing_input():
     with pytest.raises(ValueError, match="Unknown condition"):
         parse_conditions("bogus")
     assert "t2l" not in [c.name for c in parse_conditions(None, {"t2l": False, "t2l_other": False, "t2l_random": False})]
+
+
+def _collection_row(task, prompt, completion, choices=(), answer=""):
+    return {"task": task, "source": "fixture", "license": "Apache-2.0", "descriptions": ["d1"],
+            "heldout_descriptions": ["held out one", "held out two"], "prompt": prompt, "completion": completion,
+            "choices": list(choices), "answer": answer, "num_tokens": 10}
+
+
+def test_collection_tasks_are_grouped_by_task_and_row_kind():
+    from datasets import Dataset
+
+    from text2lora.evaluation.collection import load_collection_tasks
+
+    rows = [
+        _collection_row("a.mc", "Pick one", "blue", ["red", "blue"], "blue"),
+        _collection_row("b.free", "Say hi", "hi", answer=""),
+        _collection_row("a.mc", "Pick again", "red", ["red", "blue"], "red"),
+        _collection_row("b.free", "Count", "Three, I think.", answer="3"),
+    ]
+    tasks = {t.name: t for t in load_collection_tasks(Dataset.from_list(rows))}
+    assert list(tasks) == ["a.mc", "b.free"]
+    assert tasks["a.mc"].multiple_choice and [r["gold"] for r in tasks["a.mc"].choice_rows] == [1, 0]
+    assert tasks["a.mc"].primary_metric == "acc_norm"
+    free = tasks["b.free"]
+    assert not free.multiple_choice and free.primary_metric == "completion_nll"
+    assert [r["target"] for r in free.completion_rows] == ["hi", "3"]  # the answer when given, else the completion
+    assert free.heldout_descriptions == ["held out one", "held out two"]
+    only = load_collection_tasks(Dataset.from_list(rows), tasks=["b.free"])
+    assert [t.name for t in only] == ["b.free"]
+
+
+def test_collection_errors_name_the_task_and_the_fix():
+    from datasets import Dataset
+
+    from text2lora.evaluation.collection import load_collection_tasks
+
+    with pytest.raises(ValueError, match="not one of its choices"):
+        load_collection_tasks(Dataset.from_list([_collection_row("a", "Pick", "green", ["red", "blue"], "green")]))
+    with pytest.raises(ValueError, match="lacks column"):
+        load_collection_tasks(Dataset.from_list([{"task": "a", "prompt": "p"}]))
+    with pytest.raises(ValueError, match="not in the"):
+        load_collection_tasks(Dataset.from_list([_collection_row("a", "p", "c")]), tasks=["zzz"])

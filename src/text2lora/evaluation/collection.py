@@ -20,6 +20,7 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .metrics import exact_match
@@ -50,16 +51,20 @@ def load_collection_tasks(collection: Any, split: str = "validation", tasks: lis
     """Group a collection split's rows by task.
 
     Args:
-        collection: a folder saved with `DatasetDict.save_to_disk`, a `DatasetDict`, or a `Dataset` (the split).
+        collection: the folder `t2l data build` wrote, a folder saved with `DatasetDict.save_to_disk`, a
+            `DatasetDict`, or a `Dataset` (the split).
         split: which split of a `DatasetDict` (default `validation`, the held-out tasks).
         tasks: keep only these task ids.
     """
     import datasets
 
     if isinstance(collection, (str, os.PathLike)):
-        if not os.path.isdir(collection):
+        path = Path(collection)
+        if (path / "dataset").is_dir():  # the folder `t2l data build` writes (dataset/, tasks.json, report)
+            path = path / "dataset"
+        if not path.is_dir():
             raise FileNotFoundError(f"No collection at {collection}; build one with `t2l data build` or check the path.")
-        collection = datasets.load_from_disk(str(collection))
+        collection = datasets.load_from_disk(str(path))
     if isinstance(collection, datasets.DatasetDict):
         if split not in collection:
             raise ValueError(f"The collection has no {split!r} split (it has {sorted(collection)}); pick one with --collection-split.")
