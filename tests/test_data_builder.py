@@ -178,6 +178,7 @@ def test_saved_collection_reuse_and_cli(tmp_path, capsys, monkeypatch):
     assert code == 0
     printed = capsys.readouterr().out
     assert "train: 1 tasks, 5 examples" in printed and "validation: 1 tasks, 5 examples" in printed
+    assert json.loads((cli_out / "report.json").read_text())["config"]["tokenizer_name_or_path"] is None
     assert cli_main(["data", "report", str(cli_out)]) == 0
     assert "removed (decontamination): 1 tasks" in capsys.readouterr().out
     with pytest.raises(FileNotFoundError, match="t2l data build"):

@@ -44,6 +44,13 @@ def test_multiple_choice_respects_append_flag_and_choice_limit():
     assert example.prompt == "Close the brackets: ( [" and example.completion == "7)" and len(example.choices) == 12
 
 
+def test_multiple_choice_without_input_shows_the_options():
+    raw = {"input": "", "target_scores": {"The rain made the grass wet.": 1, "The grass made the rain wet.": 0}}
+    example = format_bigbench_example(raw, append_choices=False)
+    assert example.prompt == "Options:\n- The rain made the grass wet.\n- The grass made the rain wet."
+    assert example.completion == "The rain made the grass wet."
+
+
 def test_free_form_target_and_mixed_example():
     assert format_bigbench_example({"input": "Spell 3.", "target": ["three", "3"]}).completion == "three"
     mixed = format_bigbench_example({"input": "What is 2 plus 2?", "target": "4", "target_scores": {"4": 1, "5": 0}})
@@ -55,6 +62,7 @@ def test_free_form_target_and_mixed_example():
     "raw",
     [
         {"input": "", "target": "x"},
+        {"input": "", "target_scores": {f"option {i}": int(i == 0) for i in range(12)}},  # too many to show
         {"input": "Q?", "target": []},
         {"input": "Q?", "target_scores": {"a": 0, "b": 0}},  # no option is better
         {"input": "Q?", "target_scores": {"a": "high", "b": 0}},

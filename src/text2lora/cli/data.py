@@ -80,9 +80,11 @@ def run_build(args: argparse.Namespace) -> int:
         "benchmark_dir": args.benchmark_dir,
         "seed": args.seed,
     }
+    options = {key: value for key, value in options.items() if value is not None}
     if args.tokenizer is not None:
+        # 'none' is meaningful (estimate lengths), so it is applied after dropping unset options.
         options["tokenizer_name_or_path"] = None if args.tokenizer.lower() == "none" else args.tokenizer
-    config = TaskCollectionConfig(**{key: value for key, value in options.items() if value is not None})
+    config = TaskCollectionConfig(**options)
     out = build_task_collection(config, out_dir=args.out, overwrite=args.overwrite)
     print("\n".join(read_report(out).summary_lines()))
     print(f"collection: {out}/dataset  (tasks.json, report.md, examples_per_task.png beside it)")

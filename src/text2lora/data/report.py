@@ -164,6 +164,7 @@ def plot_report(report: BuildReport, path: str | os.PathLike) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     colours = {"natural_instructions": "tab:blue", "bigbench": "tab:orange", "reasoning_gym": "tab:green"}
     tasks = sorted(report.tasks, key=lambda t: (-t.examples, t.task))
@@ -178,9 +179,7 @@ def plot_report(report: BuildReport, path: str | os.PathLike) -> None:
     left.set_ylabel("examples kept")
     left.set_title("Examples per task")
     left.set_xlim(-0.5, max(len(tasks), 1) - 0.5)
-    for source, colour in colours.items():
-        left.bar([], [], color=colour, label=source)
-    left.legend(loc="upper right")
+    left.legend(handles=[Patch(color=colour, label=source) for source, colour in colours.items()], loc="upper right")
 
     sources = list(colours)
     outcomes = {

@@ -78,9 +78,9 @@ def format_bigbench_example(
 ) -> Example | None:
     """Turn one BIG-bench example into an `Example`; None when it has no usable input or answer."""
     prompt = str(raw.get("input", "")).strip()
-    if not prompt:
-        return None
     scores = raw.get("target_scores") or {}
+    if not prompt and not scores:
+        return None
     choices: tuple[str, ...] = ()
     best = ""
     if scores:
@@ -101,7 +101,12 @@ def format_bigbench_example(
         answer = best or completion
     elif choices:
         completion = answer = best
-        if append_choices and len(choices) <= max_listed_choices:
+        if not prompt:
+            # Some tasks compare the options themselves ("which sentence makes more sense?"): show them.
+            if len(choices) > max_listed_choices:
+                return None
+            prompt = format_choices(choices)
+        elif append_choices and len(choices) <= max_listed_choices:
             prompt = f"{prompt}\n{format_choices(choices)}"
     else:
         return None
