@@ -436,7 +436,10 @@ class Text2LoraSpace:
         with self._chat_lock:
             model, tokenizer = self._chat_model(request.hypernetwork)
             inputs = self.encode_prompt(tokenizer, model, prompt, max_new_tokens)
-            self._activate(model, request)
+            try:
+                self._activate(model, request)
+            except ValueError as err:  # e.g. a hypernetwork made for another base model
+                raise SpaceError(str(err)) from err
             base = adapted = ""
             model.disable_adapters()
             try:
