@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path
 
@@ -166,3 +167,22 @@ def test_alarm_interrupts_a_slow_example():
         with _alarm(0.05):
             time.sleep(5)
     assert time.perf_counter() - start < 2
+
+
+def test_reasoning_gym_answers_from_metadata_are_valid():
+    """graph_color has no reference answer; the one taken from metadata must be a proper colouring."""
+    import json as json_module
+
+    task = get_source("reasoning_gym").load_task("graph_color", max_examples=3, seed=0)
+    assert len(task.examples) == 3
+    for example in task.examples:
+        colouring = {int(k): v for k, v in json_module.loads(example.completion).items()}
+        edges = [tuple(map(int, pair)) for pair in re.findall(r"\((\d+), (\d+)\)", example.prompt.split("Edges:")[1].split("\n")[0])]
+        assert edges and all(colouring[a] != colouring[b] for a, b in edges)
+
+
+def test_malformed_answers_are_recognised():
+    from text2lora.data.sources.reasoning_gym import MALFORMED_ANSWER
+
+    assert MALFORMED_ANSWER["intermediate_integration"]("Integral(x*exp(x), x) + C")
+    assert not MALFORMED_ANSWER["intermediate_integration"]("x*exp(x) - exp(x) + C")

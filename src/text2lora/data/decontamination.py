@@ -22,8 +22,9 @@ The rules (`DECONTAMINATION_RULES`) are:
 - `overlap`: found by the n-gram scan (see above).
 
 Considered and kept (recorded here so the decision is visible): QASC tasks (grade-school science, but their
-own crowd-sourced questions and fact corpus, not ARC/OpenBookQA items); `elementary_math_qa` (MathQA /
-AQuA-RAT exam problems, not GSM8K); `social_iqa`, `physical_intuition`, `physics_questions` (no benchmark
+own crowd-sourced questions and fact corpus, not ARC/OpenBookQA items); reasoning-gym `leg_counting`, `aiw`,
+`basic_arithmetic`, `chain_sum`, `products` (templated counting and bare arithmetic, not word problems drawn
+from GSM8K); `social_iqa`, `physical_intuition`, `physics_questions` (no benchmark
 overlap); BIG-bench code tasks (`code_line_description`, `auto_debugging`, `cs_algorithms`) and
 reasoning-gym puzzles (none asks for Python functions from docstrings as MBPP/HumanEval do); reasoning-gym
 `arc_1d` / `arc_agi` / `rearc` (the Abstraction and Reasoning Corpus grid puzzles, unrelated to the AI2 ARC
@@ -130,6 +131,19 @@ REMOVED_TASKS: tuple[Removal, ...] = (
         ("winogrande",),
         "same-construction",
         "Winograd-schema pronoun resolution (WSC sentences), the construction Winogrande scales up.",
+    ),
+    Removal(
+        "bigbench.disambiguation_qa",
+        ("winogrande",),
+        "same-construction",
+        "Pronoun-antecedent resolution in short sentences, the skill Winogrande tests; removed conservatively.",
+    ),
+    Removal(
+        "bigbench.elementary_math_qa",
+        ("gsm8k",),
+        "same-construction",
+        "Math word problems (MathQA) with arithmetic hints: not GSM8K items, but the same problem type; removed "
+        "conservatively so that GSM8K stays an unseen task.",
     ),
     Removal(
         "bigbench.goal_step_wikihow",

@@ -51,8 +51,12 @@ WITH_TASK_PROMPT = frozenset(
         "key_value_maps",  # the definitions the statements use are in the task prefix
         "simple_text_editing",  # the text to edit is in the input prefix
         "linguistic_mappings",  # the sentence frame ('Heute ... wir. Gestern') is in the prefixes
+        "analogical_similarity",  # the analogy categories to choose from are defined in the task prefix
+        "polish_sequence_labeling",  # the label inventory is in the task prefix
     }
 )
+# Tasks whose question exists only in the options (e.g. "The crow is the rightmost."): always list them.
+SHOW_OPTIONS = frozenset({"logical_deduction"})
 FEW_SHOT = {"list_functions": 3, "mult_data_wrangling": 3, "unnatural_in_context_learning": 3}
 
 
@@ -156,7 +160,8 @@ class BigBenchSource(TaskSource):
         examples = []
         for raw in raw_examples:
             fmt = {**top, **formats.get(raw.get("subtask") or "", {})}
-            example = format_bigbench_example(raw, append_choices=fmt.get("append_choices_to_input", True))
+            append = task in SHOW_OPTIONS or fmt.get("append_choices_to_input", True)
+            example = format_bigbench_example(raw, append_choices=append)
             if example is None:
                 continue
             if task in WITH_TASK_PROMPT:

@@ -13,6 +13,7 @@ the same first examples on every machine.
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
 import threading
 import time
@@ -23,6 +24,13 @@ from . import TaskSource
 REASONING_GYM_LICENSE = "Apache-2.0"
 # Registered names that are not tasks of their own.
 NOT_TASKS = {"composite": "mixes other generators; not a task of its own"}
+# Generators whose `answer` is None (any valid answer scores) but whose metadata holds one valid answer.
+ANSWER_FROM_METADATA = {
+    "graph_color": lambda metadata: json.dumps({str(k): v for k, v in metadata["possible_answer"].items()}),
+    "propositional_logic": lambda metadata: str(metadata["example_answer"]),
+}
+# Answers a generator sometimes produces malformed; such examples are dropped.
+MALFORMED_ANSWER = {"intermediate_integration": lambda answer: "Integral(" in answer}  # unevaluated SymPy
 
 
 class _BudgetSpent(Exception):
@@ -93,7 +101,11 @@ class ReasoningGymSource(TaskSource):
                     entry = dataset[index]
                     prompt = str(entry.get("question") or "").strip()
                     answer = entry.get("answer")
+                    if answer is None and task in ANSWER_FROM_METADATA:
+                        answer = ANSWER_FROM_METADATA[task](entry.get("metadata", {}))
                     answer = "" if answer is None else str(answer).strip()
+                    if task in MALFORMED_ANSWER and MALFORMED_ANSWER[task](answer):
+                        continue
                     if prompt and answer:
                         examples.append(Example(prompt=prompt, completion=answer, answer=answer))
         except _BudgetSpent:
