@@ -20,17 +20,17 @@ FIXTURES = Path(__file__).parent / "fixtures" / "data"
 
 
 def fixture_config(tmp_path: Path, **overrides) -> TaskCollectionConfig:
-    options = dict(
-        sources=["natural_instructions", "bigbench"],
-        descriptions_dir=str(FIXTURES / "descriptions"),
-        bigbench_archive=str(FIXTURES / "bigbench"),
-        prepared_dir=str(tmp_path / "prepared"),
-        tokenizer_name_or_path=None,
-        max_examples_per_task=6,
-        min_examples_per_task=3,
-        max_tokens=200,
-        validation_tasks=["bigbench.color_pick"],
-    )
+    options = {
+        "sources": ["natural_instructions", "bigbench"],
+        "descriptions_dir": str(FIXTURES / "descriptions"),
+        "bigbench_archive": str(FIXTURES / "bigbench"),
+        "prepared_dir": str(tmp_path / "prepared"),
+        "tokenizer_name_or_path": None,
+        "max_examples_per_task": 6,
+        "min_examples_per_task": 3,
+        "max_tokens": 200,
+        "validation_tasks": ["bigbench.color_pick"],
+    }
     options.update(overrides)
     return TaskCollectionConfig(**options)
 
@@ -46,7 +46,10 @@ def test_schema_and_splits(built):
     for split in dataset.values():
         assert tuple(split.column_names) == COLUMNS
         assert split.features == collection_features()
-    assert set(dataset["train"]["task"]) == {"bigbench.number_words", "natural_instructions.subtask900_fake_uppercase"}
+    assert set(dataset["train"]["task"]) == {
+        "bigbench.number_words",
+        "natural_instructions.subtask900_fake_uppercase",
+    }
     assert set(dataset["validation"]["task"]) == {"bigbench.color_pick"}
 
 
@@ -93,7 +96,10 @@ def test_report_lists_every_task_left_out(built):
     assert report.totals["validation"]["tasks"] == 1
     assert report.totals["dropped_too_long"] == 1
     text = "\n".join(report.summary_lines())
-    assert "bigbench.winowhy [same-construction: winogrande]" in text and "no-descriptions: bigbench.linguistic_mappings, bigbench.undescribed_task" in text
+    assert (
+        "bigbench.winowhy [same-construction: winogrande]" in text
+        and "no-descriptions: bigbench.linguistic_mappings, bigbench.undescribed_task" in text
+    )
 
 
 def test_build_is_deterministic(tmp_path, built):
@@ -118,16 +124,24 @@ def test_too_few_examples_and_missing_validation_task(tmp_path):
 def test_real_tokenizer_counts_chat_tokens(tmp_path, tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
-    config = fixture_config(tmp_path, tokenizer_name_or_path=str(tiny_tokenizer_dir), tasks=["bigbench.number_words"])
+    config = fixture_config(
+        tmp_path, tokenizer_name_or_path=str(tiny_tokenizer_dir), tasks=["bigbench.number_words"]
+    )
     row = TaskCollectionBuilder(config).build().dataset["train"][0]
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     chat = [{"role": "user", "content": row["prompt"]}, {"role": "assistant", "content": row["completion"]}]
-    assert row["num_tokens"] == len(tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"])
+    assert row["num_tokens"] == len(
+        tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)["input_ids"]
+    )
 
 
 def test_reasoning_gym_tasks_build(tmp_path):
     config = fixture_config(
-        tmp_path, sources=["reasoning_gym"], tasks=["reasoning_gym.leg_counting"], validation_tasks=[], max_tokens=512
+        tmp_path,
+        sources=["reasoning_gym"],
+        tasks=["reasoning_gym.leg_counting"],
+        validation_tasks=[],
+        max_tokens=512,
     )
     result = TaskCollectionBuilder(config).build()
     train = result.dataset["train"]
@@ -152,14 +166,19 @@ def test_config_validation(tmp_path, change, message):
 
 
 def test_saved_collection_reuse_and_cli(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("TEXT2LORA_HOME", str(tmp_path / "home"))  # the CLI's caches go here, not to the user's
+    monkeypatch.setenv(
+        "TEXT2LORA_HOME", str(tmp_path / "home")
+    )  # the CLI's caches go here, not to the user's
     out = tmp_path / "collection"
     config = fixture_config(tmp_path)
     assert build_task_collection(config, out) == out
     for name in ("tasks.json", "report.json", "report.md", "examples_per_task.png"):
         assert (out / name).is_file()
     tasks = {t["task"]: t for t in json.loads((out / "tasks.json").read_text())}
-    assert tasks["bigbench.color_pick"]["split"] == "validation" and len(tasks["bigbench.color_pick"]["descriptions"]) == 8
+    assert (
+        tasks["bigbench.color_pick"]["split"] == "validation"
+        and len(tasks["bigbench.color_pick"]["descriptions"]) == 8
+    )
     loaded = load_task_collection(out)
     assert len(loaded["train"]) == 12 and len(loaded["validation"]) == 6
 

@@ -25,8 +25,12 @@ def test_removal_list_is_explicit_and_well_formed():
     removed = removed_task_ids()
     assert len(removed) == len(REMOVED_TASKS)  # no duplicates
     winogrande = {t for t, r in removed.items() if "winogrande" in r.benchmarks}
-    assert {f"natural_instructions.subtask0{n}_" for n in range(29, 36)} == {t[:32] for t in winogrande if "natural" in t}
-    assert "reasoning_gym.gsm_symbolic" in removed and removed["reasoning_gym.gsm_symbolic"].benchmarks == ("gsm8k",)
+    assert {f"natural_instructions.subtask0{n}_" for n in range(29, 36)} == {
+        t[:32] for t in winogrande if "natural" in t
+    }
+    assert "reasoning_gym.gsm_symbolic" in removed and removed["reasoning_gym.gsm_symbolic"].benchmarks == (
+        "gsm8k",
+    )
     for removal in REMOVED_TASKS:
         assert removal.rule in DECONTAMINATION_RULES and removal.reason
         assert set(removal.benchmarks) <= set(EVALUATION_BENCHMARKS)
@@ -38,12 +42,18 @@ def benchmark_dir(tmp_path) -> Path:
     """A fake benchmarks folder: PIQA holds the text of one fixture example, GSM8K unrelated text."""
     (tmp_path / "piqa").mkdir()
     (tmp_path / "piqa" / "valid.jsonl").write_text(
-        json.dumps({"goal": RED_HOUSE, "sol1": "THE RED HOUSE IS ON THE HILL.", "sol2": "Paint it blue."}) + "\n"
+        json.dumps({"goal": RED_HOUSE, "sol1": "THE RED HOUSE IS ON THE HILL.", "sol2": "Paint it blue."})
+        + "\n"
     )
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text(
-        json.dumps({"question": "Natalia sold clips to 48 of her friends in April and then half as many in May.",
-                    "answer": "72"}) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "question": "Natalia sold clips to 48 of her friends in April and then half as many in May.",
+                "answer": "72",
+            }
+        )
+        + "\n"
     )
     return tmp_path
 
@@ -52,8 +62,12 @@ def test_ngram_index_matches_benchmark_text_only(benchmark_dir):
     index = BenchmarkNgramIndex.from_dir(benchmark_dir, n=8)
     assert index.files == {"gsm8k": ["gsm8k/test.jsonl"], "piqa": ["piqa/valid.jsonl"]}
     assert index.match("Q: natalia SOLD clips to 48 of her friends in April, and then?") == "gsm8k"
-    assert index.match_example(Example(prompt=RED_HOUSE, completion="THE RED HOUSE IS ON THE HILL.")) == "piqa"
-    assert index.match("Natalia sold clips to 48 of her neighbours in April") is None  # 8 consecutive words differ
+    assert (
+        index.match_example(Example(prompt=RED_HOUSE, completion="THE RED HOUSE IS ON THE HILL.")) == "piqa"
+    )
+    assert (
+        index.match("Natalia sold clips to 48 of her neighbours in April") is None
+    )  # 8 consecutive words differ
     assert index.match("the red house") is None
 
 
@@ -83,7 +97,10 @@ def config(tmp_path: Path, benchmark_dir: Path | None, threshold: float) -> Task
 def test_builder_applies_removal_list_without_scan(tmp_path):
     result = TaskCollectionBuilder(config(tmp_path, None, 0.5)).build()
     tasks = set(result.dataset["train"]["task"])
-    assert "bigbench.winowhy" not in tasks and "natural_instructions.subtask029_winogrande_full_object" not in tasks
+    assert (
+        "bigbench.winowhy" not in tasks
+        and "natural_instructions.subtask029_winogrande_full_object" not in tasks
+    )
     assert {r["task"] for r in result.report.removed} == {
         "bigbench.winowhy", "natural_instructions.subtask029_winogrande_full_object",
     }  # fmt: skip
@@ -95,7 +112,7 @@ def test_scan_drops_matching_examples_below_threshold(tmp_path, benchmark_dir):
     result = TaskCollectionBuilder(config(tmp_path, benchmark_dir, 0.5)).build()
     train = result.dataset["train"]
     assert RED_HOUSE not in train["prompt"]
-    upper = [t for t in result.report.tasks if t.task == "natural_instructions.subtask900_fake_uppercase"][0]
+    upper = next(t for t in result.report.tasks if t.task == "natural_instructions.subtask900_fake_uppercase")
     assert upper.benchmark_overlap == {"piqa": 1} and upper.examples == 7
     assert result.report.totals["dropped_benchmark_overlap"] == 1
     assert result.report.ngram_scan["files"]["piqa"] == ["piqa/valid.jsonl"]

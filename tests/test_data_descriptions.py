@@ -57,12 +57,24 @@ def test_good_file_loads(tmp_path):
     [
         ({"descriptions": GOOD["descriptions"][:7]}, "at least 8"),
         ({"validation_descriptions": ["Only one held-out description."]}, "at least 2"),
-        ({"descriptions": GOOD["descriptions"][:7] + ["  sort the given words ALPHABETICALLY!  "]}, "duplicates"),
-        ({"validation_descriptions": ["Alphabetise the words", "Return the words sorted A to Z."]}, "duplicates"),
+        (
+            {"descriptions": GOOD["descriptions"][:7] + ["  sort the given words ALPHABETICALLY!  "]},
+            "duplicates",
+        ),
+        (
+            {"validation_descriptions": ["Alphabetise the words", "Return the words sorted A to Z."]},
+            "duplicates",
+        ),
         ({"descriptions": GOOD["descriptions"][:7] + ["   "]}, "is empty"),
         ({"descriptions": GOOD["descriptions"][:7] + ["Too short"]}, "characters"),
-        ({"descriptions": GOOD["descriptions"][:7] + ["Sort the words in {order} order."]}, "template leftover"),
-        ({"descriptions": GOOD["descriptions"][:7] + [{"Note": "a colon made this a mapping"}]}, "must be a string"),
+        (
+            {"descriptions": GOOD["descriptions"][:7] + ["Sort the words in {order} order."]},
+            "template leftover",
+        ),
+        (
+            {"descriptions": GOOD["descriptions"][:7] + [{"Note": "a colon made this a mapping"}]},
+            "must be a string",
+        ),
         ({"descriptions": "Sort the words."}, "YAML list"),
         ({"task": "other_name"}, "must equal the file name"),
         ({"source": "somewhere"}, "must be one of"),

@@ -42,11 +42,18 @@ def test_multiple_choice_respects_append_flag_and_choice_limit():
     assert format_bigbench_example(raw, append_choices=False).prompt == "Q?"
     many = {"input": "Close the brackets: ( [", "target_scores": {f"{i})": int(i == 7) for i in range(12)}}
     example = format_bigbench_example(many, max_listed_choices=10)
-    assert example.prompt == "Close the brackets: ( [" and example.completion == "7)" and len(example.choices) == 12
+    assert (
+        example.prompt == "Close the brackets: ( ["
+        and example.completion == "7)"
+        and len(example.choices) == 12
+    )
 
 
 def test_multiple_choice_without_input_shows_the_options():
-    raw = {"input": "", "target_scores": {"The rain made the grass wet.": 1, "The grass made the rain wet.": 0}}
+    raw = {
+        "input": "",
+        "target_scores": {"The rain made the grass wet.": 1, "The grass made the rain wet.": 0},
+    }
     example = format_bigbench_example(raw, append_choices=False)
     assert example.prompt == "Options:\n- The rain made the grass wet.\n- The grass made the rain wet."
     assert example.completion == "The rain made the grass wet."
@@ -54,9 +61,16 @@ def test_multiple_choice_without_input_shows_the_options():
 
 def test_free_form_target_and_mixed_example():
     assert format_bigbench_example({"input": "Spell 3.", "target": ["three", "3"]}).completion == "three"
-    mixed = format_bigbench_example({"input": "What is 2 plus 2?", "target": "4", "target_scores": {"4": 1, "5": 0}})
+    mixed = format_bigbench_example(
+        {"input": "What is 2 plus 2?", "target": "4", "target_scores": {"4": 1, "5": 0}}
+    )
     # Free-form answer in the target's words; options kept for log-likelihood scoring but not shown.
-    assert (mixed.prompt, mixed.completion, mixed.choices, mixed.answer) == ("What is 2 plus 2?", "4", ("4", "5"), "4")
+    assert (mixed.prompt, mixed.completion, mixed.choices, mixed.answer) == (
+        "What is 2 plus 2?",
+        "4",
+        ("4", "5"),
+        "4",
+    )
 
 
 @pytest.mark.parametrize(
@@ -130,7 +144,9 @@ def test_reasoning_gym_source_generates_offline():
     assert "leg_counting" in source.available_tasks() and "composite" not in source.available_tasks()
     task = source.load_task("leg_counting", max_examples=5, seed=3)
     assert len(task.examples) == 5 and task.definition is None
-    assert all(e.completion.isdigit() and e.answer == e.completion and "legs" in e.prompt for e in task.examples)
+    assert all(
+        e.completion.isdigit() and e.answer == e.completion and "legs" in e.prompt for e in task.examples
+    )
     assert source.load_task("leg_counting", 5, seed=3).examples == task.examples
 
 
@@ -147,14 +163,17 @@ def test_bigbench_framing_and_demonstrations():
     assert frame_prompt("What is a?", {}) == "What is a?"
     demos = [Example("[1, 2]", "[2]"), Example("[5, 3, 4]", "[3]")]
     framed = with_demonstrations(Example("[7, 9]", "[9]"), demos)
-    assert framed.prompt == "Input: [1, 2]\nOutput: [2]\n\nInput: [5, 3, 4]\nOutput: [3]\n\nInput: [7, 9]\nOutput:"
+    assert (
+        framed.prompt
+        == "Input: [1, 2]\nOutput: [2]\n\nInput: [5, 3, 4]\nOutput: [3]\n\nInput: [7, 9]\nOutput:"
+    )
     assert framed.completion == "[9]"
 
 
 def test_tasks_needing_their_frame_keep_it(fixture_archive, tmp_path):
     prepared = prepare_bigbench_archive(fixture_archive, tmp_path / "prepared")
     task = get_source("bigbench", prepared_dir=prepared).load_task("linguistic_mappings", 10, seed=0)
-    assert sorted((e.prompt, e.completion) for e in task.examples)[0] == ("Today I call. Yesterday I", "called")
+    assert min((e.prompt, e.completion) for e in task.examples) == ("Today I call. Yesterday I", "called")
 
 
 def test_alarm_interrupts_a_slow_example():
@@ -163,9 +182,8 @@ def test_alarm_interrupts_a_slow_example():
     from text2lora.data.sources.reasoning_gym import _alarm, _BudgetSpent
 
     start = time.perf_counter()
-    with pytest.raises(_BudgetSpent):
-        with _alarm(0.05):
-            time.sleep(5)
+    with pytest.raises(_BudgetSpent), _alarm(0.05):
+        time.sleep(5)
     assert time.perf_counter() - start < 2
 
 
@@ -177,7 +195,10 @@ def test_reasoning_gym_answers_from_metadata_are_valid():
     assert len(task.examples) == 3
     for example in task.examples:
         colouring = {int(k): v for k, v in json_module.loads(example.completion).items()}
-        edges = [tuple(map(int, pair)) for pair in re.findall(r"\((\d+), (\d+)\)", example.prompt.split("Edges:")[1].split("\n")[0])]
+        edges = [
+            tuple(map(int, pair))
+            for pair in re.findall(r"\((\d+), (\d+)\)", example.prompt.split("Edges:")[1].split("\n")[0])
+        ]
         assert edges and all(colouring[a] != colouring[b] for a, b in edges)
 
 

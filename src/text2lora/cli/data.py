@@ -7,7 +7,9 @@ from pathlib import Path
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    data = subparsers.add_parser("data", help="build the multi-task training collection; check description files")
+    data = subparsers.add_parser(
+        "data", help="build the multi-task training collection; check description files"
+    )
     commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
 
     build = commands.add_parser(
@@ -17,29 +19,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "tasks) and reasoning-gym generators, keeping only tasks with reviewed descriptions and removing tasks "
         "derived from the evaluation benchmarks. Downloads only the bigbench sdist from PyPI (once).",
     )
-    build.add_argument("--out", type=Path, default=None, help="output folder (default: <cache>/data/collection)")
+    build.add_argument(
+        "--out", type=Path, default=None, help="output folder (default: <cache>/data/collection)"
+    )
     build.add_argument(
         "--sources", nargs="+", default=None, choices=("natural_instructions", "bigbench", "reasoning_gym"),
         help="sources to read (default: all three)",
     )  # fmt: skip
-    build.add_argument("--max-examples-per-task", type=int, default=None, help="examples kept per task (default 256)")
-    build.add_argument("--min-examples-per-task", type=int, default=None, help="skip tasks with fewer (default 16)")
+    build.add_argument(
+        "--max-examples-per-task", type=int, default=None, help="examples kept per task (default 256)"
+    )
+    build.add_argument(
+        "--min-examples-per-task", type=int, default=None, help="skip tasks with fewer (default 16)"
+    )
     build.add_argument("--max-tokens", type=int, default=None, help="drop longer examples (default 512)")
     build.add_argument(
         "--tokenizer", default=None,
         help="tokenizer for lengths (default: SmolLM2-135M-Instruct's); 'none' estimates characters / 3",
     )  # fmt: skip
-    build.add_argument("--validation-tasks", nargs="+", default=None, help="held-out task ids (default: 10 built in)")
+    build.add_argument(
+        "--validation-tasks", nargs="+", default=None, help="held-out task ids (default: 10 built in)"
+    )
     build.add_argument("--tasks", nargs="+", default=None, help="only build these task ids (quick builds)")
     build.add_argument("--descriptions-dir", default=None, help="description files (default: shipped ones)")
     build.add_argument("--bigbench-archive", default=None, help="bigbench-1.0.0.tar.gz or extracted folder")
-    build.add_argument("--benchmark-dir", default=None, help="evaluation benchmarks folder for the n-gram scan")
+    build.add_argument(
+        "--benchmark-dir", default=None, help="evaluation benchmarks folder for the n-gram scan"
+    )
     build.add_argument("--seed", type=int, default=None)
     build.add_argument("--overwrite", action="store_true", help="rebuild even if an identical build exists")
     build.set_defaults(func=run_build)
 
-    report = commands.add_parser("report", help="print the report of a built collection (and redraw its plot)")
-    report.add_argument("path", nargs="?", type=Path, default=None, help="collection folder (default: cached build)")
+    report = commands.add_parser(
+        "report", help="print the report of a built collection (and redraw its plot)"
+    )
+    report.add_argument(
+        "path", nargs="?", type=Path, default=None, help="collection folder (default: cached build)"
+    )
     report.set_defaults(func=run_report)
 
     check = commands.add_parser(
@@ -47,7 +63,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="validate task description YAML files (see text2lora/data/descriptions/FORMAT.md)",
     )
     check.add_argument(
-        "paths", nargs="*", type=Path, help="files or folders (default: the description files shipped with text2lora)"
+        "paths",
+        nargs="*",
+        type=Path,
+        help="files or folders (default: the description files shipped with text2lora)",
     )
     check.set_defaults(func=run_check_descriptions)
     data.set_defaults(func=lambda args: data.print_help() or 2)

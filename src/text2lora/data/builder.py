@@ -23,7 +23,15 @@ from ..io_utils import atomic_directory, cache_home
 from .decontamination import BenchmarkNgramIndex, removed_task_ids
 from .descriptions import SOURCES, TaskDescriptions, load_source_descriptions
 from .report import BuildReport, SkippedTask, TaskSummary, write_report
-from .schema import COLLECTION_VERSION, COLUMNS, TRAIN_SPLIT, VALIDATION_SPLIT, Example, collection_features, task_id
+from .schema import (
+    COLLECTION_VERSION,
+    COLUMNS,
+    TRAIN_SPLIT,
+    VALIDATION_SPLIT,
+    Example,
+    collection_features,
+    task_id,
+)
 from .sources import TaskSource, get_source, stable_seed
 
 # Held-out validation tasks: different sources and answer formats, no close sibling in training
@@ -81,17 +89,23 @@ class TaskCollectionConfig:
         default=DEFAULT_TOKENIZER, metadata={"help": "tokenizer for lengths; None estimates chars/3"}
     )
     validation_tasks: list[str] = field(
-        default_factory=lambda: list(DEFAULT_VALIDATION_TASKS), metadata={"help": "held-out validation task ids"}
+        default_factory=lambda: list(DEFAULT_VALIDATION_TASKS),
+        metadata={"help": "held-out validation task ids"},
     )
     descriptions_dir: str | None = field(default=None, metadata={"help": "reviewed description files"})
     bigbench_archive: str | None = field(default=None, metadata={"help": "bigbench-1.0.0.tar.gz or folder"})
     prepared_dir: str | None = field(default=None, metadata={"help": "cache of the prepared BIG-bench tasks"})
-    benchmark_dir: str | None = field(default=None, metadata={"help": "benchmarks folder for the n-gram scan"})
+    benchmark_dir: str | None = field(
+        default=None, metadata={"help": "benchmarks folder for the n-gram scan"}
+    )
     ngram_size: int = field(default=13, metadata={"help": "word n-gram size of the overlap scan"})
     task_overlap_threshold: float = field(default=0.05, metadata={"help": "remove a task above this overlap"})
-    candidate_factor: float = field(default=2.0, metadata={"help": "examples drawn per task, as a multiple of the cap"})
+    candidate_factor: float = field(
+        default=2.0, metadata={"help": "examples drawn per task, as a multiple of the cap"}
+    )
     generator_time_budget_s: float | None = field(
-        default=120.0, metadata={"help": "seconds per reasoning-gym task before generation stops (None: no limit)"}
+        default=120.0,
+        metadata={"help": "seconds per reasoning-gym task before generation stops (None: no limit)"},
     )
     tasks: list[str] | None = field(default=None, metadata={"help": "only build these task ids"})
     seed: int = field(default=0, metadata={"help": "seed of samples and generators"})
@@ -116,7 +130,9 @@ class TaskCollectionConfig:
             raise ValueError(f"candidate_factor={self.candidate_factor} must be >= 1.")
         for name in list(self.validation_tasks) + list(self.tasks or []):
             if "." not in name:
-                raise ValueError(f"{name!r} is not a task id; write '<source>.<task>', e.g. 'bigbench.navigate'.")
+                raise ValueError(
+                    f"{name!r} is not a task id; write '<source>.<task>', e.g. 'bigbench.navigate'."
+                )
         self.validation_tasks = list(self.validation_tasks)
 
     def fingerprint(self, descriptions_digest: str) -> str:
@@ -180,7 +196,10 @@ class TaskCollectionBuilder:
         if name not in self._sources:
             kwargs: dict[str, Any] = {}
             if name in ("bigbench", "natural_instructions"):
-                kwargs = {"archive": self.config.bigbench_archive, "prepared_dir": self._shared_prepared_dir()}
+                kwargs = {
+                    "archive": self.config.bigbench_archive,
+                    "prepared_dir": self._shared_prepared_dir(),
+                }
             elif name == "reasoning_gym":
                 kwargs = {"time_budget_s": self.config.generator_time_budget_s}
             self._sources[name] = get_source(name, **kwargs)
@@ -234,7 +253,11 @@ class TaskCollectionBuilder:
                     report.removed.append(removals[tid].as_dict())
                 elif tid not in descriptions:
                     report.skipped.append(
-                        SkippedTask(tid, "no-descriptions", "no reviewed description file (see descriptions/FORMAT.md)")
+                        SkippedTask(
+                            tid,
+                            "no-descriptions",
+                            "no reviewed description file (see descriptions/FORMAT.md)",
+                        )
                     )
                 else:
                     candidates.append((name, task))
@@ -263,7 +286,9 @@ class TaskCollectionBuilder:
             rows[split].extend(kept)
 
         built = {s.task for s in report.tasks}
-        report.missing_validation_tasks = sorted(t for t in validation if t not in built and (wanted is None or t in wanted))
+        report.missing_validation_tasks = sorted(
+            t for t in validation if t not in built and (wanted is None or t in wanted)
+        )
         dataset = _to_dataset_dict(rows)
         report.build_seconds = time.perf_counter() - start
         report.finalise()
@@ -277,7 +302,7 @@ class TaskCollectionBuilder:
         draws = math.ceil(cap * (source.oversample or config.candidate_factor))
         try:
             raw = source.load_task(task, draws, seed=stable_seed(config.seed, tid))
-        except Exception as err:  # a broken generator must not abort a build of hundreds of tasks
+        except Exception as err:  # noqa: BLE001 (a broken generator must not abort a build of hundreds of tasks)
             return None, [], SkippedTask(tid, "load-error", f"{type(err).__name__}: {err}"[:300])
         seen, unique = set(), []
         for example in raw.examples:
@@ -309,14 +334,18 @@ class TaskCollectionBuilder:
             share = sum(hits.values()) / len(unique)
             if share >= config.task_overlap_threshold:
                 worst = max(hits, key=hits.get)
-                return summary, [], SkippedTask(
-                    tid,
-                    "removed",
-                    f"{sum(hits.values())}/{len(unique)} examples share a {index.n}-gram with benchmark evaluation "
-                    f"data ({', '.join(f'{b}: {c}' for b, c in sorted(hits.items()))})",
-                    benchmarks=tuple(sorted(hits)),
-                    rule="overlap",
-                    main_benchmark=worst,
+                return (
+                    summary,
+                    [],
+                    SkippedTask(
+                        tid,
+                        "removed",
+                        f"{sum(hits.values())}/{len(unique)} examples share a {index.n}-gram with benchmark evaluation "
+                        f"data ({', '.join(f'{b}: {c}' for b, c in sorted(hits.items()))})",
+                        benchmarks=tuple(sorted(hits)),
+                        rule="overlap",
+                        main_benchmark=worst,
+                    ),
                 )
             unique = clean
         lengths = counter(unique) if unique else []
@@ -324,11 +353,15 @@ class TaskCollectionBuilder:
         summary.too_long = len(unique) - len(fitting)
         fitting = fitting[:cap]
         if len(fitting) < config.min_examples_per_task:
-            return summary, [], SkippedTask(
-                tid,
-                "too-few-examples",
-                f"{len(fitting)} examples left (of {len(raw.examples)} drawn; {summary.too_long} over "
-                f"{config.max_tokens} tokens); need {config.min_examples_per_task}",
+            return (
+                summary,
+                [],
+                SkippedTask(
+                    tid,
+                    "too-few-examples",
+                    f"{len(fitting)} examples left (of {len(raw.examples)} drawn; {summary.too_long} over "
+                    f"{config.max_tokens} tokens); need {config.min_examples_per_task}",
+                ),
             )
         summary.examples = len(fitting)
         summary.multiple_choice = sum(bool(e.choices) for e, _ in fitting)
@@ -360,7 +393,9 @@ def _to_dataset_dict(rows: dict[str, list[dict]]):
     features = collection_features()
     return DatasetDict(
         {
-            split: Dataset.from_dict({column: [row[column] for row in split_rows] for column in COLUMNS}, features=features)
+            split: Dataset.from_dict(
+                {column: [row[column] for row in split_rows] for column in COLUMNS}, features=features
+            )
             for split, split_rows in rows.items()
         }
     )

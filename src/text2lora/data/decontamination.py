@@ -75,7 +75,12 @@ class Removal:
     reason: str
 
     def as_dict(self) -> dict:
-        return {"task": self.task, "benchmarks": list(self.benchmarks), "rule": self.rule, "reason": self.reason}
+        return {
+            "task": self.task,
+            "benchmarks": list(self.benchmarks),
+            "rule": self.rule,
+            "reason": self.reason,
+        }
 
 
 def _winogrande(task: str) -> Removal:
@@ -234,7 +239,9 @@ class BenchmarkNgramIndex:
         Raises FileNotFoundError when none of them exists (a wrong folder should not pass silently).
         """
         if n < 5:
-            raise ValueError(f"n={n} is too small for an overlap scan (common phrases would match); use 8 to 13.")
+            raise ValueError(
+                f"n={n} is too small for an overlap scan (common phrases would match); use 8 to 13."
+            )
         root = Path(benchmark_dir)
         ngrams: dict[int, str] = {}
         files: dict[str, list[str]] = {}

@@ -66,12 +66,16 @@ def _normalised(text: str) -> str:
 
 def _check_description_list(path: Path, key: str, value: object, minimum: int) -> tuple[str, ...]:
     if not isinstance(value, list):
-        raise DescriptionFileError(f"{path}: `{key}` must be a YAML list of strings, got {type(value).__name__}.")
+        raise DescriptionFileError(
+            f"{path}: `{key}` must be a YAML list of strings, got {type(value).__name__}."
+        )
     cleaned = []
     for index, item in enumerate(value):
         where = f"{path}: `{key}[{index}]`"
         if not isinstance(item, str):
-            raise DescriptionFileError(f"{where} must be a string, got {type(item).__name__} ({item!r}); quote it.")
+            raise DescriptionFileError(
+                f"{where} must be a string, got {type(item).__name__} ({item!r}); quote it."
+            )
         text = item.strip()
         if not text:
             raise DescriptionFileError(f"{where} is empty; write a description or delete the entry.")
@@ -115,7 +119,9 @@ def load_description_file(path: str | os.PathLike, source: str | None = None) ->
         raise DescriptionFileError(f"{path}: expected a YAML mapping with keys {list(_REQUIRED_KEYS)}.")
     missing = [key for key in _REQUIRED_KEYS if key not in data]
     if missing:
-        raise DescriptionFileError(f"{path}: missing key(s) {missing}; every file needs {list(_REQUIRED_KEYS)}.")
+        raise DescriptionFileError(
+            f"{path}: missing key(s) {missing}; every file needs {list(_REQUIRED_KEYS)}."
+        )
     unknown = sorted(set(data) - set(_REQUIRED_KEYS) - set(_OPTIONAL_KEYS))
     if unknown:
         raise DescriptionFileError(
@@ -132,7 +138,9 @@ def load_description_file(path: str | os.PathLike, source: str | None = None) ->
         )
     definition = data["definition"]
     if definition is not None and (not isinstance(definition, str) or not definition.strip()):
-        raise DescriptionFileError(f"{path}: `definition` must be the source's text or null, got {definition!r}.")
+        raise DescriptionFileError(
+            f"{path}: `definition` must be the source's text or null, got {definition!r}."
+        )
     training = _check_description_list(path, "descriptions", data["descriptions"], MIN_TRAINING_DESCRIPTIONS)
     validation = _check_description_list(
         path, "validation_descriptions", data["validation_descriptions"], MIN_VALIDATION_DESCRIPTIONS

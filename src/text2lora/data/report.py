@@ -46,7 +46,12 @@ class SkippedTask:
     main_benchmark: str = ""
 
     def as_removal(self) -> dict:
-        return {"task": self.task, "benchmarks": list(self.benchmarks), "rule": self.rule, "reason": self.reason}
+        return {
+            "task": self.task,
+            "benchmarks": list(self.benchmarks),
+            "rule": self.rule,
+            "reason": self.reason,
+        }
 
 
 @dataclass
@@ -57,7 +62,9 @@ class BuildReport:
     tasks: list[TaskSummary] = field(default_factory=list)
     skipped: list[SkippedTask] = field(default_factory=list)
     removed: list[dict] = field(default_factory=list)
-    orphan_descriptions: list[str] = field(default_factory=list)  # description files with no task in the source
+    orphan_descriptions: list[str] = field(
+        default_factory=list
+    )  # description files with no task in the source
     missing_validation_tasks: list[str] = field(default_factory=list)
     ngram_scan: dict | None = None
     build_seconds: float = 0.0
@@ -94,7 +101,10 @@ class BuildReport:
     def from_dict(cls, data: dict) -> BuildReport:
         data = dict(data)
         data["tasks"] = [TaskSummary(**t) for t in data.get("tasks", [])]
-        data["skipped"] = [SkippedTask(**{**s, "benchmarks": tuple(s.get("benchmarks", ()))}) for s in data.get("skipped", [])]
+        data["skipped"] = [
+            SkippedTask(**{**s, "benchmarks": tuple(s.get("benchmarks", ()))})
+            for s in data.get("skipped", [])
+        ]
         return cls(**data)
 
     def summary_lines(self) -> list[str]:
@@ -102,15 +112,21 @@ class BuildReport:
         t = self.totals
         lines = [
             f"train: {t['train']['tasks']} tasks, {t['train']['examples']:,} examples {t['train']['tasks_per_source']}",
-            f"validation: {t['validation']['tasks']} tasks, {t['validation']['examples']:,} examples "
-            f"{t['validation']['tasks_per_source']}",
+            (
+                f"validation: {t['validation']['tasks']} tasks, {t['validation']['examples']:,} examples "
+                f"{t['validation']['tasks_per_source']}"
+            ),
             f"descriptions per task: {t['descriptions_per_task']}; held-out: {t['heldout_descriptions_per_task']}",
             f"examples per task: {t['examples_per_task']}",
-            f"dropped examples: {t['dropped_too_long']:,} over {self.config.get('max_tokens')} tokens, "
-            f"{t['dropped_benchmark_overlap']:,} matching benchmark text, {t['dropped_duplicates']:,} duplicates",
+            (
+                f"dropped examples: {t['dropped_too_long']:,} over {self.config.get('max_tokens')} tokens, "
+                f"{t['dropped_benchmark_overlap']:,} matching benchmark text, {t['dropped_duplicates']:,} duplicates"
+            ),
             f"removed (decontamination): {len(self.removed)} tasks",
         ]
-        lines += [f"  - {r['task']} [{r['rule']}: {', '.join(r['benchmarks'])}] {r['reason']}" for r in self.removed]
+        lines += [
+            f"  - {r['task']} [{r['rule']}: {', '.join(r['benchmarks'])}] {r['reason']}" for r in self.removed
+        ]
         lines.append(f"skipped: {t['skipped_tasks']}")
         for category in ("no-descriptions", "too-few-examples", "load-error"):
             names = [s.task for s in self.skipped if s.category == category]
@@ -127,7 +143,9 @@ class BuildReport:
         if self.ngram_scan is None:
             lines.append("n-gram scan: skipped (no --benchmark-dir); the explicit removal list was applied")
         else:
-            lines.append(f"n-gram scan: {self.ngram_scan['n']}-grams, {self.ngram_scan['ngrams']:,} benchmark n-grams")
+            lines.append(
+                f"n-gram scan: {self.ngram_scan['n']}-grams, {self.ngram_scan['ngrams']:,} benchmark n-grams"
+            )
         lines.append(f"build time: {self.build_seconds:.0f} s")
         return lines
 
@@ -144,8 +162,17 @@ class BuildReport:
                 f"| {s.task} | {s.split} | {s.examples} | {s.multiple_choice} | {s.too_long} | {overlap} | "
                 f"{s.mean_tokens:.0f} | {s.num_descriptions}+{s.num_heldout_descriptions} | {s.note} |"
             )
-        out += ["", "## Removed (decontamination)", "", "| task | rule | benchmarks | reason |", "|---|---|---|---|"]
-        out += [f"| {r['task']} | {r['rule']} | {', '.join(r['benchmarks'])} | {r['reason']} |" for r in self.removed]
+        out += [
+            "",
+            "## Removed (decontamination)",
+            "",
+            "| task | rule | benchmarks | reason |",
+            "|---|---|---|---|",
+        ]
+        out += [
+            f"| {r['task']} | {r['rule']} | {', '.join(r['benchmarks'])} | {r['reason']} |"
+            for r in self.removed
+        ]
         out += ["", "## Skipped", "", "| task | category | reason |", "|---|---|---|"]
         out += [f"| {s.task} | {s.category} | {s.reason} |" for s in self.skipped]
         out += ["", f"Totals: `{json.dumps(t)}`", ""]
@@ -179,7 +206,9 @@ def plot_report(report: BuildReport, path: str | os.PathLike) -> None:
     left.set_ylabel("examples kept")
     left.set_title("Examples per task")
     left.set_xlim(-0.5, max(len(tasks), 1) - 0.5)
-    left.legend(handles=[Patch(color=colour, label=source) for source, colour in colours.items()], loc="upper right")
+    left.legend(
+        handles=[Patch(color=colour, label=source) for source, colour in colours.items()], loc="upper right"
+    )
 
     sources = list(colours)
     outcomes = {
@@ -189,7 +218,9 @@ def plot_report(report: BuildReport, path: str | os.PathLike) -> None:
         "skipped": [sum(k.task.startswith(s + ".") for k in report.skipped) for s in sources],
     }
     bottom = [0] * len(sources)
-    for (outcome, counts), colour in zip(outcomes.items(), ["tab:gray", "tab:purple", "tab:red", "lightgray"]):
+    for (outcome, counts), colour in zip(
+        outcomes.items(), ["tab:gray", "tab:purple", "tab:red", "lightgray"]
+    ):
         right.bar(range(len(sources)), counts, bottom=bottom, color=colour, label=outcome)
         bottom = [b + c for b, c in zip(bottom, counts)]
     right.set_xticks(range(len(sources)), [s.replace("_", "\n") for s in sources])
@@ -223,5 +254,7 @@ def write_report(report: BuildReport, folder: str | os.PathLike, descriptions: d
 def read_report(folder: str | os.PathLike) -> BuildReport:
     path = Path(folder) / "report.json"
     if not path.is_file():
-        raise FileNotFoundError(f"No build report in {folder}; build the collection with `t2l data build --out {folder}`.")
+        raise FileNotFoundError(
+            f"No build report in {folder}; build the collection with `t2l data build --out {folder}`."
+        )
     return BuildReport.from_dict(json.loads(path.read_text()))

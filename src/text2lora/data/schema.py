@@ -56,7 +56,9 @@ def split_task_id(full_id: str) -> tuple[str, str]:
     """Inverse of `task_id`: `"bigbench.arithmetic"` -> `("bigbench", "arithmetic")`."""
     source, sep, task = full_id.partition(".")
     if not sep or not task:
-        raise ValueError(f"{full_id!r} is not a task id; expected '<source>.<task>', e.g. 'bigbench.arithmetic'.")
+        raise ValueError(
+            f"{full_id!r} is not a task id; expected '<source>.<task>', e.g. 'bigbench.arithmetic'."
+        )
     return source, task
 
 

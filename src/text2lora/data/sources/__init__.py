@@ -55,7 +55,9 @@ def get_source(name: str, **kwargs) -> TaskSource:
         from .reasoning_gym import ReasoningGymSource
 
         return ReasoningGymSource(**kwargs)
-    raise ValueError(f"Unknown source {name!r}; choose from 'natural_instructions', 'bigbench', 'reasoning_gym'.")
+    raise ValueError(
+        f"Unknown source {name!r}; choose from 'natural_instructions', 'bigbench', 'reasoning_gym'."
+    )
 
 
 __all__ = ["TaskSource", "get_source", "stable_seed"]

@@ -66,9 +66,12 @@ def download_bigbench_archive(directory: str | os.PathLike | None = None) -> Pat
     print(f"Downloading {BIGBENCH_REQUIREMENT} source archive (358 MB) into {directory} ...", file=sys.stderr)
     command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", BIGBENCH_REQUIREMENT,
                "-d", str(directory)]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not target.is_file():
-        print("pip could not fetch the sdist (recent pip rejects its metadata); using PyPI's JSON API.", file=sys.stderr)
+        print(
+            "pip could not fetch the sdist (recent pip rejects its metadata); using PyPI's JSON API.",
+            file=sys.stderr,
+        )
         _download_from_pypi_json(target)
     if _sha256(target) != BIGBENCH_SHA256:
         target.unlink()
@@ -84,7 +87,9 @@ def _download_from_pypi_json(target: Path) -> None:
         release = json.load(response)
     urls = [f["url"] for f in release["urls"] if f["filename"] == BIGBENCH_SDIST]
     if not urls:
-        raise OSError(f"PyPI lists no {BIGBENCH_SDIST}; download it by hand and pass --bigbench-archive PATH.")
+        raise OSError(
+            f"PyPI lists no {BIGBENCH_SDIST}; download it by hand and pass --bigbench-archive PATH."
+        )
     with urllib.request.urlopen(urls[0], timeout=60) as response, atomic_file(target, "wb") as out:
         total = int(response.headers.get("Content-Length", 0)) or None
         with tqdm(total=total, unit="B", unit_scale=True, desc=BIGBENCH_SDIST) as bar:
@@ -112,7 +117,9 @@ def _task_key(member_name: str) -> tuple[str, str, str | None] | None:
     return None
 
 
-def _compact_examples(examples: list[dict], limit: int, rng: random.Random, subtask: str | None) -> list[dict]:
+def _compact_examples(
+    examples: list[dict], limit: int, rng: random.Random, subtask: str | None
+) -> list[dict]:
     if len(examples) > limit:
         examples = rng.sample(examples, limit)
     compact = []
@@ -141,7 +148,9 @@ def prepare_bigbench_archive(
     """
     archive = Path(archive) if archive is not None else download_bigbench_archive()
     if not archive.exists():
-        raise FileNotFoundError(f"BIG-bench archive {archive} not found; omit it to download {BIGBENCH_REQUIREMENT}.")
+        raise FileNotFoundError(
+            f"BIG-bench archive {archive} not found; omit it to download {BIGBENCH_REQUIREMENT}."
+        )
     if prepared_dir is None:
         # One cache per archive, so preparing another copy (e.g. a test fixture) never replaces this one.
         key = hashlib.sha256(str(archive.resolve()).encode()).hexdigest()[:12]
@@ -179,7 +188,9 @@ def prepare_bigbench_archive(
             entry.update(description=data.get("description"), keywords=data.get("keywords", []))
         else:
             entry["subtasks"].append(subtask)
-        entry["examples"] += _compact_examples(data.get("examples", []), PREPARED_EXAMPLES_PER_FILE, rng, subtask)
+        entry["examples"] += _compact_examples(
+            data.get("examples", []), PREPARED_EXAMPLES_PER_FILE, rng, subtask
+        )
 
     with atomic_directory(prepared_dir) as tmp:
         for (group, task), entry in sorted(tasks.items()):
@@ -190,7 +201,9 @@ def prepare_bigbench_archive(
                 )
             entry["subtasks"].sort()
             (tmp / group).mkdir(exist_ok=True)
-            with gzip.open(tmp / group / f"{task}.json.gz", "wt", encoding="utf-8", compresslevel=3) as handle:
+            with gzip.open(
+                tmp / group / f"{task}.json.gz", "wt", encoding="utf-8", compresslevel=3
+            ) as handle:
                 json.dump(entry, handle)
         json_tasks = {task for group, task in tasks if group == "bigbench"}
         (tmp / "programmatic_tasks.json").write_text(json.dumps(sorted(programmatic - json_tasks), indent=1))
@@ -203,22 +216,26 @@ def _iter_archive(archive: Path):
     if archive.is_dir():
         paths = sorted(p for p in archive.rglob("task.*") if p.name in ("task.json", "task.py"))
         for path in tqdm(paths, desc="Reading BIG-bench tasks", unit="file"):
-            yield f"{archive.name}/{path.relative_to(archive).as_posix()}", (lambda p=path: json.loads(p.read_text(encoding="utf-8")))
+            name = f"{archive.name}/{path.relative_to(archive).as_posix()}"
+            yield name, (lambda p=path: json.loads(p.read_text(encoding="utf-8")))
         return
-    with open(archive, "rb") as raw, tqdm(
-        total=archive.stat().st_size, unit="B", unit_scale=True, desc="Reading BIG-bench archive"
-    ) as bar:
-        with tarfile.open(fileobj=raw, mode="r|gz") as tar:
-            for member in tar:
-                bar.update(raw.tell() - bar.n)
-                if not member.isfile() or not member.name.endswith(("/task.json", "/task.py")):
-                    continue
-                if member.name.endswith("/task.py"):
-                    yield member.name, None
-                    continue
-                handle = tar.extractfile(member)
-                content = handle.read() if handle is not None else b"{}"
-                yield member.name, (lambda c=content: json.loads(c.decode("utf-8")))
+    with (
+        open(archive, "rb") as raw,
+        tqdm(
+            total=archive.stat().st_size, unit="B", unit_scale=True, desc="Reading BIG-bench archive"
+        ) as bar,
+        tarfile.open(fileobj=raw, mode="r|gz") as tar,
+    ):
+        for member in tar:
+            bar.update(raw.tell() - bar.n)
+            if not member.isfile() or not member.name.endswith(("/task.json", "/task.py")):
+                continue
+            if member.name.endswith("/task.py"):
+                yield member.name, None
+                continue
+            handle = tar.extractfile(member)
+            content = handle.read() if handle is not None else b"{}"
+            yield member.name, (lambda c=content: json.loads(c.decode("utf-8")))
 
 
 def read_prepared_task(prepared_dir: Path, group: str, task: str) -> dict[str, Any]:

@@ -126,7 +126,9 @@ class BigBenchSource(TaskSource):
     license = BIGBENCH_LICENSE
     group = "bigbench"
 
-    def __init__(self, archive: str | os.PathLike | None = None, prepared_dir: str | os.PathLike | None = None):
+    def __init__(
+        self, archive: str | os.PathLike | None = None, prepared_dir: str | os.PathLike | None = None
+    ):
         self.archive = archive
         self._prepared_dir = Path(prepared_dir) if prepared_dir is not None else None
 
@@ -165,7 +167,9 @@ class BigBenchSource(TaskSource):
             if example is None:
                 continue
             if task in WITH_TASK_PROMPT:
-                example = Example(frame_prompt(example.prompt, fmt), example.completion, example.choices, example.answer)
+                example = Example(
+                    frame_prompt(example.prompt, fmt), example.completion, example.choices, example.answer
+                )
             by_subtask.setdefault(raw.get("subtask") or "", []).append(example)
             examples.append((raw.get("subtask") or "", example))
         if task in FEW_SHOT:

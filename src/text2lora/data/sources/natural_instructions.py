@@ -46,5 +46,9 @@ class NaturalInstructionsSource(BigBenchSource):
             if len(examples) >= max_examples:
                 break
         return RawTask(
-            source=self.name, name=task, license=self.license, definition=entry.get("description"), examples=examples
+            source=self.name,
+            name=task,
+            license=self.license,
+            definition=entry.get("description"),
+            examples=examples,
         )

@@ -40,7 +40,11 @@ class _BudgetSpent(Exception):
 @contextlib.contextmanager
 def _alarm(seconds: float | None):
     """Interrupt the block after `seconds` (main thread on Unix only; elsewhere the per-example check remains)."""
-    usable = seconds is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    usable = (
+        seconds is not None
+        and hasattr(signal, "setitimer")
+        and threading.current_thread() is threading.main_thread()
+    )
     if not usable:
         yield
         return
