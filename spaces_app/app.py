@@ -315,22 +315,26 @@ class Text2LoraSpace:
                 self._adapters.move_to_end(request.key)
                 return known, True
             t2l = self.hypernetwork(request.hypernetwork)
-            weights = list(request.weights) if request.weights else None
-            start = time.perf_counter()
+            description, weights = request.description_argument, list(request.weights) if request.weights else None
+            adapter, source = None, "hypernetwork"
             if self.adapter_cache is not None:
-                on_disk = self.adapter_cache.key(t2l, request.description_argument, weights=weights) in self.adapter_cache
-                adapter = self.adapter_cache.get_or_generate(t2l, request.description_argument, weights=weights)
-            else:
-                on_disk = False
-                adapter = t2l.generate_lora(request.description_argument, weights=weights)
-            seconds = time.perf_counter() - start
+                start = time.perf_counter()
+                adapter = self.adapter_cache.get(t2l, description, weights=weights)
+                source = "adapter cache"
+            if adapter is None:
+                start = time.perf_counter()
+                adapter = t2l.generate_lora(description, weights=weights)
+                source = "hypernetwork"
+            seconds = time.perf_counter() - start  # generation (or cache read) alone, not the bookkeeping below
+            if self.adapter_cache is not None and source == "hypernetwork":
+                self.adapter_cache.put(self.adapter_cache.key(t2l, description, weights=weights), adapter)
             result = AdapterResult(
                 request=request,
                 adapter=adapter,
                 seconds=seconds,
                 zip_path=self._zip(adapter, request),
                 norms=adapter_norms(adapter, t2l.config),
-                source="adapter cache" if on_disk else "hypernetwork",
+                source=source,
             )
             self._adapters[request.key] = result
             while len(self._adapters) > self.adapter_cache_size:
