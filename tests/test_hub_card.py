@@ -106,6 +106,15 @@ def test_save_pretrained_writes_card_with_metadata_and_eval_table(hub_named_t2l,
     assert "| T2L | 45.00 | 2.00 |" in body2
 
 
+def test_a_broken_previous_card_does_not_stop_saving(hub_named_t2l, tmp_path):
+    hub_named_t2l.save_pretrained(tmp_path / "t2l", datasets=["allenai/ai2_arc"])
+    (tmp_path / "t2l" / "README.md").write_text("---\ndatasets: [unclosed\n---\nhand-edited\n")
+    reloaded = T2LModel.from_pretrained(tmp_path / "t2l")
+    reloaded.save_pretrained(tmp_path / "again")
+    meta, _ = front_matter((tmp_path / "again" / "README.md").read_text())
+    assert meta["library_name"] == "text2lora" and "datasets" not in meta
+
+
 def test_untrained_card_says_so_and_local_base_is_not_metadata(tiny_t2l, tmp_path):
     tiny_t2l.save_pretrained(tmp_path / "t2l")
     meta, body = front_matter((tmp_path / "t2l" / "README.md").read_text())

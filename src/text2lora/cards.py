@@ -7,11 +7,14 @@ front matter is the Hub's own `ModelCardData`, and the body can be edited withou
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 HYPERNETWORK_CARD_TEMPLATE = TEMPLATES_DIR / "hypernetwork_card.md"
@@ -182,9 +185,14 @@ def previous_card_fields(folder: str | os.PathLike | None) -> dict[str, Any]:
     """datasets / tags / license from the card already in a local checkpoint folder, so re-saving keeps them."""
     if folder is None or not (Path(folder) / "README.md").is_file():
         return {}
+    import yaml
     from huggingface_hub import ModelCard
 
-    data = ModelCard.load(Path(folder) / "README.md").data
+    try:
+        data = ModelCard.load(Path(folder) / "README.md").data
+    except (OSError, ValueError, yaml.YAMLError) as err:  # a hand-edited card that no longer parses
+        logger.warning("Ignoring the unreadable model card in %s (%s).", folder, err)
+        return {}
     fields = {"datasets": data.datasets, "license": data.license}
     extra_tags = [t for t in (data.tags or []) if t not in HYPERNETWORK_TAGS]
     if extra_tags:
