@@ -214,6 +214,37 @@ def test_eval_table_shapes_and_errors():
         eval_table_markdown(3.0)
 
 
+def test_eval_table_from_t2l_eval_results():
+    def task(metric, values):
+        return {"kind": "benchmark", "primary_metric": metric, "n_examples": 40,
+                "conditions": {c: {"metrics": {metric: {"mean": v, "std": 0.0}, "acc": {"mean": -1.0}}}
+                               for c, v in values.items()}}
+
+    results = {
+        "format": "text2lora-eval/1",
+        "conditions": {"base": {"label": "base"}, "t2l": {"label": "T2L (held-out descriptions)"}},
+        "tasks": {"arc_easy": task("acc_norm", {"base": 0.25, "t2l": 0.5}), "gsm8k": task("exact_match", {"base": 0.1})},
+        "summary": {"benchmarks": {"base": {"mean": 0.175}, "t2l": {"mean": 0.5}}},
+    }
+    table, note = eval_table_markdown(results)
+    lines = table.splitlines()
+    assert lines[0] == "| condition | arc_easy | gsm8k | mean: benchmarks |"
+    assert lines[2] == "| base | 0.250 | 0.100 | 0.175 |"
+    assert lines[3] == "| T2L (held-out descriptions) | 0.500 |  | 0.500 |"
+    assert "arc_easy: acc_norm" in note and "gsm8k: exact_match" in note and "40 examples per task" in note
+
+
+def test_t2l_eval_results_saved_with_a_checkpoint_are_compacted(tiny_t2l, tmp_path):
+    results = {"format": "text2lora-eval/1", "conditions": {"base": {"label": "base"}},
+               "tasks": {"piqa": {"primary_metric": "acc", "example_indices": {"validation": list(range(500))},
+                                  "conditions": {"base": {"metrics": {"acc": {"mean": 0.6}}}}}},
+               "summary": {}, "runs": [{"huge": "record"}] * 100}
+    tiny_t2l.save_pretrained(tmp_path / "t2l", eval_results=results)
+    saved = json.loads((tmp_path / "t2l" / "eval_results.json").read_text())
+    assert "runs" not in saved and "example_indices" not in saved["tasks"]["piqa"]
+    assert "| base | 0.600 |" in (tmp_path / "t2l" / "README.md").read_text()
+
+
 def test_card_object_is_a_hub_model_card(hub_named_t2l):
     card = hypernetwork_card(hub_named_t2l, repo_id="me/x", license="apache-2.0")
     assert card.data.library_name == "text2lora" and card.data.license == "apache-2.0"

@@ -54,14 +54,28 @@ def read_eval_results(folder: str | os.PathLike) -> Any | None:
         raise ValueError(f"{path} is not valid JSON ({err}); fix or delete it and save again.") from err
 
 
+def compact_eval_results(results: Any) -> Any:
+    """What a checkpoint keeps of `t2l eval` results (conditions, per-task metrics, summary), without the
+    per-run records and example indices; other shapes are kept as they are."""
+    if not (isinstance(results, Mapping) and str(results.get("format", "")).startswith("text2lora-eval/")):
+        return results
+    tasks = {
+        name: {k: v for k, v in info.items() if k != "example_indices"} for name, info in results.get("tasks", {}).items()
+    }
+    kept = {k: results[k] for k in ("format", "conditions", "summary", "paired") if k in results}
+    return {**kept, "tasks": tasks}
+
+
 def eval_table_markdown(results: Any) -> tuple[str, str | None]:
     """A markdown table (and an optional note) from evaluation results.
 
-    Accepted shapes: `{condition: {benchmark: score}}` (one row per condition), a list of row dicts
-    (`[{"condition": "T2L", "arc_easy": 61.2, ...}]`), or either of these under a `"results"` key next to
-    optional `"metric"` and `"notes"` strings.
+    Accepted shapes: the `results.json` that `t2l eval` writes; `{condition: {benchmark: score}}` (one row per
+    condition); a list of row dicts (`[{"condition": "T2L", "arc_easy": 61.2, ...}]`); or either of the last two
+    under a `"results"` key next to optional `"metric"` and `"notes"` strings.
     """
     metric = notes = None
+    if isinstance(results, Mapping) and str(results.get("format", "")).startswith("text2lora-eval/"):
+        return _t2l_eval_table(results)
     if isinstance(results, Mapping) and "results" in results:
         metric, notes = results.get("metric"), results.get("notes")
         results = results["results"]
@@ -96,6 +110,30 @@ def eval_table_markdown(results: Any) -> tuple[str, str | None]:
         lines.append("| " + " | ".join(_cell(row.get(column)) for column in columns) + " |")
     note = " ".join(part for part in (f"Metric: {metric}." if metric else None, notes) if part) or None
     return "\n".join(lines), note
+
+
+def _t2l_eval_table(results: Mapping[str, Any]) -> tuple[str, str | None]:
+    """`t2l eval` results: one row per condition, one column per task (its primary metric, mean over runs),
+    then each scope's mean (benchmarks, held-out tasks)."""
+    tasks = results.get("tasks", {})
+    rows = []
+    for name, info in results.get("conditions", {}).items():
+        row: dict[str, Any] = {"condition": info.get("label", name)}
+        for task, task_info in tasks.items():
+            cell = task_info.get("conditions", {}).get(name)
+            if cell is not None:
+                row[task] = cell["metrics"][task_info["primary_metric"]]["mean"]
+        for scope, by_condition in results.get("summary", {}).items():
+            if name in by_condition:
+                row[f"mean: {scope}"] = by_condition[name]["mean"]
+        rows.append(row)
+    metrics = sorted({f"{task}: {info['primary_metric']}" for task, info in tasks.items()})
+    sizes = sorted({info.get("n_examples") for info in tasks.values() if info.get("n_examples")})
+    table, _ = eval_table_markdown(rows)
+    note = f"From `t2l eval`; each cell is the task's primary metric ({'; '.join(metrics)}), mean over runs"
+    if sizes:
+        note += f", on {sizes[0]}" + (f"-{sizes[-1]}" if len(sizes) > 1 else "") + " examples per task"
+    return table, note + "."
 
 
 def _cell(value: Any) -> str:
@@ -284,6 +322,7 @@ def _megabytes(nbytes: int) -> str:
 __all__ = [
     "EVAL_RESULTS_FILE",
     "adapter_card",
+    "compact_eval_results",
     "eval_table_markdown",
     "hypernetwork_card",
     "hypernetwork_is_untrained",

@@ -20,6 +20,7 @@ from .cards import (
     EVAL_RESULTS_FILE,
     HYPERNETWORK_CARD_TEMPLATE,
     adapter_card,
+    compact_eval_results,
     hypernetwork_card,
     previous_card_fields,
     read_eval_results,
@@ -65,6 +66,7 @@ def write_hypernetwork_card(
         return None
     source = Path(model.name_or_path) if model.name_or_path and Path(model.name_or_path).is_dir() else None
     if eval_results is not None:
+        eval_results = compact_eval_results(eval_results)
         with atomic_file(folder / EVAL_RESULTS_FILE) as handle:
             handle.write(json.dumps(eval_results, indent=2) + "\n")
     else:
