@@ -21,10 +21,13 @@ from trl import SFTConfig
 
 from text2lora import DescriptionEncoder, T2LConfig, T2LModel, load_base_model
 from text2lora.configuration_t2l import DEFAULT_ENCODER
-from text2lora.training.baselines import lora_config_for, train_oracle_loras
-from text2lora.training.lora_library import LoraLibrary
-from text2lora.training.recon_config import T2LReconstructionConfig
-from text2lora.training.recon_trainer import T2LReconstructionTrainer
+from text2lora.training import (
+    LoraLibrary,
+    T2LReconstructionConfig,
+    T2LReconstructionTrainer,
+    lora_config_for,
+    train_oracle_loras,
+)
 
 
 def relative_errors(t2l: T2LModel, library: LoraLibrary) -> dict[str, float]:

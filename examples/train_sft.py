@@ -16,9 +16,7 @@ from toy_tasks import TASKS, toy_task_dataset
 
 from text2lora import DescriptionEncoder, T2LConfig, T2LModel, load_base_model
 from text2lora.configuration_t2l import DEFAULT_ENCODER
-from text2lora.training.sft_config import T2LSFTConfig
-from text2lora.training.sft_trainer import T2LSFTTrainer
-from text2lora.training.task_data import load_task_dataset
+from text2lora.training import T2LSFTConfig, T2LSFTTrainer, load_task_dataset
 
 HELD_OUT = "double_number"
 
@@ -31,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--output-dir", default="runs/t2l-sft-toy")
     parser.add_argument("--max-steps", type=int, default=40)
     parser.add_argument("--tasks-per-batch", type=int, default=4)
-    parser.add_argument("--learning-rate", type=float, default=1e-4, help="1e-3 diverged on SmolLM2 in a 20-step test")
+    parser.add_argument("--learning-rate", type=float, default=1e-4, help="1e-3 diverged on SmolLM2 in a 20-step run")
     parser.add_argument("--max-length", type=int, default=64)
     args = parser.parse_args(argv)
 

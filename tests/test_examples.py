@@ -120,7 +120,6 @@ def test_train_sft(examples, untrained_t2l_dir, tiny_base_dir, tmp_path):
     assert any(changed)
 
 
-@pytest.mark.slow
 def test_train_reconstruction(examples, untrained_t2l_dir, tiny_base_dir, tmp_path):
     result = examples("train_reconstruction").main(
         ["--base-model", str(tiny_base_dir), "--t2l", untrained_t2l_dir, "--output-dir", str(tmp_path / "recon"),
