@@ -51,7 +51,6 @@ WITH_TASK_PROMPT = frozenset(
         "key_value_maps",  # the definitions the statements use are in the task prefix
         "simple_text_editing",  # the text to edit is in the input prefix
         "linguistic_mappings",  # the sentence frame ('Heute ... wir. Gestern') is in the prefixes
-        "analogical_similarity",  # the analogy categories to choose from are defined in the task prefix
         "polish_sequence_labeling",  # the label inventory is in the task prefix
     }
 )
