@@ -13,6 +13,7 @@ from .base_models import DEFAULT_BASE_MODEL, load_base_model, resolve_base_model
 from .cache import AdapterCache
 from .configuration_t2l import T2LConfig
 from .encoder import DescriptionEncoder
+from .hub import push_adapter_to_hub, push_hypernetwork_to_hub
 from .modeling_t2l import T2LModel, T2LOutput
 from .peft_integration import TextLoraConfig, install_peft_hook
 from .reference import convert_reference, load_reference_checkpoint
@@ -40,6 +41,8 @@ __all__ = [
     "load_base_model",
     "load_description_adapter",
     "load_reference_checkpoint",
+    "push_adapter_to_hub",
+    "push_hypernetwork_to_hub",
     "lora_request",
     "read_adapter_metadata",
     "resolve_base_model",

@@ -144,6 +144,12 @@ class GeneratedLora:
             (tmp / "README.md").write_text(self._card())
         return Path(save_directory)
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        """Upload this adapter as a PEFT adapter repo with its own card (see `text2lora.hub.push_adapter_to_hub`)."""
+        from .hub import push_adapter_to_hub
+
+        return push_adapter_to_hub(self, repo_id, **kwargs)
+
     def _card(self) -> str:
         from .cards import adapter_card
 

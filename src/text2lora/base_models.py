@@ -44,6 +44,12 @@ PACKAGED_BASE_MODELS: dict[str, PackagedGGUF] = {
 }
 
 
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
 def _hub_copy_is_local(name: str) -> bool:
     from huggingface_hub import try_to_load_from_cache
 
@@ -67,6 +73,8 @@ def resolve_base_model(name_or_path: str | os.PathLike) -> str:
     if (target / "config.json").is_file():
         return str(target)
     gguf = packaged.gguf_path()
+    if gguf is None and not _offline():
+        return name  # online: transformers downloads the Hub copy as usual
     if gguf is None:
         raise ImportError(
             f"The base model {name!r} is not in the local Hugging Face cache and its offline copy is not "
