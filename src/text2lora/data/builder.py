@@ -136,9 +136,14 @@ class TaskCollectionConfig:
         self.validation_tasks = list(self.validation_tasks)
 
     def fingerprint(self, descriptions_digest: str) -> str:
-        """Identifies a build: the config, the description files and the collection format."""
+        """Identifies a build: the config, the description files, the builder's code and the collection format."""
         payload = json.dumps(
-            {"config": asdict(self), "descriptions": descriptions_digest, "version": COLLECTION_VERSION},
+            {
+                "config": asdict(self),
+                "descriptions": descriptions_digest,
+                "code": _code_digest(),
+                "version": COLLECTION_VERSION,
+            },
             sort_keys=True,
         )
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
@@ -401,6 +406,14 @@ def _to_dataset_dict(rows: dict[str, list[dict]]):
     )
 
 
+def _code_digest() -> str:
+    """A hash of this package's source, so a build made by other code is not reused."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).resolve().parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def descriptions_digest(descriptions_dir: str | os.PathLike | None = None) -> str:
     """A hash of every description file, so editing one invalidates a cached build."""
     from .descriptions import default_descriptions_dir
@@ -422,7 +435,7 @@ def build_task_collection(
 
     The folder holds `dataset/` (`DatasetDict.save_to_disk`), `tasks.json` (one entry per task with its counts
     and descriptions), `report.json`, `report.md` and `examples_per_task.png`. An existing build with the same
-    fingerprint (config + description files) is reused unless `overwrite` is set.
+    fingerprint (config, description files and builder code) is reused unless `overwrite` is set.
     """
     config = config or TaskCollectionConfig()
     out_dir = Path(out_dir or default_collection_dir())
