@@ -396,26 +396,35 @@ def plot_results(results: dict[str, Any], path: str | Path) -> None:
         width = 0.8 / max(1, len(conditions))
         scale = 1.0 if "NLL" in title else 100.0
         for i, condition in enumerate(conditions):
-            means, errs = [], []
-            for name, task in members:
+            means, errs, partial = [], [], []
+            for _, task in members:
                 entry = task["conditions"].get(condition)
                 stats = entry["metrics"].get(task["primary_metric"]) if entry else None
                 means.append(scale * stats["mean"] if stats else np.nan)
                 errs.append(scale * stats["std"] if stats else 0.0)
+                partial.append(False)
             for scope in scopes:
                 entry = results["summary"][scope].get(condition)
                 means.append(scale * entry["mean"] if entry else np.nan)
                 errs.append(0.0)
+                partial.append(bool(entry) and entry["n_tasks"] < entry["of"])
             x = np.arange(len(groups)) + (i - (len(conditions) - 1) / 2) * width
-            ax.bar(x, means, width, yerr=errs, label=results["conditions"][condition]["label"], color=colors(i % 10),
-                   capsize=2)
+            bars = ax.bar(x, means, width, yerr=errs, label=results["conditions"][condition]["label"],
+                          color=colors(i % 10), capsize=2)
+            for bar, is_partial in zip(bars, partial):
+                if is_partial:  # an average over only some of the tasks (e.g. oracle LoRAs for a few)
+                    bar.set_hatch("//")
+                    bar.set_alpha(0.5)
         ax.set_xticks(np.arange(len(groups)))
         ax.set_xticklabels(groups, rotation=30, ha="right")
         ax.set_ylabel(title)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, ncol=min(4, len(conditions)), loc="upper left", bbox_to_anchor=(0, 1.25))
     config = results["config"]
-    fig.suptitle(f"{config['base_model']} | seed {config['seed']} | limit {config['limit']}", y=1.02)
+    fig.suptitle(
+        f"{config['base_model']} | seed {config['seed']} | limit {config['limit']} | hatched: average over some tasks",
+        y=1.02,
+    )
     fig.tight_layout()
     with atomic_file(path, mode="wb") as handle:
         fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
