@@ -10,11 +10,16 @@ optimizer step) and the peak memory of
 
 and prints the ratios a/b (targets: time <= 1.3, memory <= 1.15) and c/a (target: memory >= 2 at 8 x 512).
 All three share the loss code (completion-only cross-entropy with label smoothing, logits only at completion
-positions), so the differences are the LoRA application. Each variant runs in its own process. On CPU the peak is
-the process's peak resident memory during the measured steps (VmHWM, reset after loading), reported both in
-total and above the memory held after loading; on CUDA it is `torch.cuda.max_memory_allocated`.
+positions), so the differences are the LoRA application.
 
-    python benchmarks/bench_train.py [--batch 8] [--seq 512] [--steps 2] [--device cpu|cuda] [--json out.json]
+Memory: each variant in its own fresh process (a warm-up and a measured step). On CPU the peak is the process's
+peak resident memory during the steps (VmHWM, reset after loading), reported in total and above the memory held
+after loading; on CUDA it is `torch.cuda.max_memory_allocated`. Time: all timed variants in one process, each
+with its own copy of the base model, stepping in turn (a, b, c, a, b, c, ...), the median per variant; so a
+machine whose load drifts (a shared CPU) slows every variant alike and the ratios stay meaningful.
+
+    python benchmarks/bench_train.py [--batch 8] [--seq 512] [--steps 3] [--variants abc] [--time-variants ab]
+                                     [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def _per_token_repeat_hook(module, args, output, *, lora_A, lora_B, scaling, dro
 # ---------------------------------------------------------------------------------------------- one variant
 
 
-def run_variant(variant: str, model_name: str, batch: int, seq: int, steps: int, device: str, dtype: str) -> dict:
+def build_step(variant: str, model_name: str, batch: int, seq: int, device: str, dtype: str):
+    """Load a fresh base model and return `(step, model, trainable_parameter_count)` for `variant`."""
     import torch
 
     from text2lora import T2LConfig, T2LModel, load_base_model
@@ -114,17 +120,20 @@ def run_variant(variant: str, model_name: str, batch: int, seq: int, steps: int,
                 head.weight.normal_(0, 1e-3)
         model = T2LSFTModel(hypernetwork, base, label_smoothing=0.1, lora_l2_penalty=1e-3,
                             lora_dropout=config.lora_dropout).train()
-        if variant == "c":
-            per_sample_lora._add_per_sample_lora = _per_token_repeat_hook  # same module, the reference's maths
+        hook = _per_token_repeat_hook if variant == "c" else per_sample_lora._add_per_sample_lora
 
         def loss_fn():
-            return model(input_ids, labels, task_embeddings, attention_mask).loss
+            saved = per_sample_lora._add_per_sample_lora
+            per_sample_lora._add_per_sample_lora = hook  # same module; (c) swaps in the reference's maths
+            try:
+                return model(input_ids, labels, task_embeddings, attention_mask).loss
+            finally:
+                per_sample_lora._add_per_sample_lora = saved
 
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(parameters, lr=1e-4)
-    trainable = sum(p.numel() for p in parameters)
+    optimizer = torch.optim.AdamW(parameters, lr=1e-4, fused=True)  # as the Trainer's default adamw_torch_fused
 
-    def step():
+    def step() -> float:
         loss = loss_fn()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -132,39 +141,51 @@ def run_variant(variant: str, model_name: str, batch: int, seq: int, steps: int,
         optimizer.zero_grad(set_to_none=True)
         if device == "cuda":
             torch.cuda.synchronize()
-        return float(loss)
+        return float(loss.detach())
 
+    return step, model, sum(p.numel() for p in parameters)
+
+
+def measure_memory(variant: str, model_name: str, batch: int, seq: int, device: str, dtype: str) -> dict:
+    """Peak memory of one warm-up and one measured step of `variant`, alone in this process."""
+    import torch
+
+    step, model, trainable = build_step(variant, model_name, batch, seq, device, dtype)
     with torch.no_grad():  # fault in memory-mapped weights now, so they count as "loaded", not as step memory
         for tensor in list(model.parameters()) + list(model.buffers()):
             tensor.sum()
-    baseline_kb = _status_kb("VmRSS")
-    reset_ok = _reset_peak_rss()
+    result = {"variant": variant, "name": VARIANTS[variant], "trainable_parameters": trainable}
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-        cuda_base = torch.cuda.memory_allocated()
-    step()  # warm-up (allocator, optimizer state)
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
+        loaded = torch.cuda.memory_allocated()
         step()
-        times.append(time.perf_counter() - start)
-    result = {
-        "variant": variant,
-        "name": VARIANTS[variant],
-        "step_s": statistics.median(times),
-        "step_times_s": times,
-        "trainable_parameters": trainable,
-        "threads": torch.get_num_threads(),
-    }
-    if device == "cuda":
+        step()
         result["peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
-        result["peak_above_loaded_mib"] = (torch.cuda.max_memory_allocated() - cuda_base) / 2**20
+        result["peak_above_loaded_mib"] = (torch.cuda.max_memory_allocated() - loaded) / 2**20
     else:
-        peak_kb = _status_kb("VmHWM")
-        result["peak_mib"] = peak_kb / 1024
-        result["peak_above_loaded_mib"] = (peak_kb - baseline_kb) / 1024
-        result["peak_reset"] = reset_ok
+        loaded_kb = _status_kb("VmRSS")
+        result["peak_reset"] = _reset_peak_rss()
+        step()
+        step()
+        result["peak_mib"] = _status_kb("VmHWM") / 1024
+        result["peak_above_loaded_mib"] = (_status_kb("VmHWM") - loaded_kb) / 1024
     return result
+
+
+def measure_time(variants: str, model_name: str, batch: int, seq: int, steps: int, device: str, dtype: str) -> dict:
+    """Step times of all `variants` in one process, interleaved step by step (a, b, c, a, b, c, ...), so that a
+    machine whose load drifts during the run affects every variant alike. One warm-up round is not timed."""
+    import torch
+
+    steppers = {v: build_step(v, model_name, batch, seq, device, dtype)[0] for v in variants}
+    times: dict[str, list[float]] = {v: [] for v in variants}
+    for round_ in range(steps + 1):
+        for variant, step in steppers.items():
+            start = time.perf_counter()
+            step()
+            if round_ > 0:
+                times[variant].append(time.perf_counter() - start)
+    return {v: {"step_s": statistics.median(t), "step_times_s": t, "threads": torch.get_num_threads()} for v, t in times.items()}
 
 
 # ---------------------------------------------------------------------------------------------- driver
@@ -175,47 +196,64 @@ def main() -> None:
     parser.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--seq", type=int, default=512)
-    parser.add_argument("--steps", type=int, default=2, help="measured steps per variant (after one warm-up step)")
-    parser.add_argument("--variants", default="abc")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant (after one warm-up round)")
+    parser.add_argument("--variants", default="abc", help="variants whose memory is measured")
+    parser.add_argument("--time-variants", default=None, help="variants timed together (default: --variants)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.time_variants is None:
+        args.time_variants = args.variants
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
     if args.child:
-        print("RESULT " + json.dumps(run_variant(args.child, args.model, args.batch, args.seq, args.steps, args.device, args.dtype)))
+        if args.child == "time":
+            found = measure_time(args.variants, args.model, args.batch, args.seq, args.steps, args.device, args.dtype)
+        else:
+            found = measure_memory(args.child, args.model, args.batch, args.seq, args.device, args.dtype)
+        print("RESULT " + json.dumps(found))
         return
 
-    results = {}
-    for variant in args.variants:
-        command = [sys.executable, __file__, "--child", variant, "--model", args.model, "--batch", str(args.batch),
-                   "--seq", str(args.seq), "--steps", str(args.steps), "--device", args.device, "--dtype", args.dtype]
+    def child(which: str) -> dict | None:
+        command = [sys.executable, __file__, "--child", which, "--variants", args.time_variants, "--model", args.model,
+                   "--batch", str(args.batch), "--seq", str(args.seq), "--steps", str(args.steps),
+                   "--device", args.device, "--dtype", args.dtype]
         done = subprocess.run(command, capture_output=True, text=True)
         line = next((ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if done.returncode != 0 or line is None:
-            print(f"variant {variant} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
-            results[variant] = None
-            continue
-        results[variant] = json.loads(line[len("RESULT "):])
+            print(f"{which} failed:\n{done.stderr[-3000:]}", file=sys.stderr)
+            return None
+        return json.loads(line[len("RESULT "):])
+
+    results: dict[str, dict | None] = {}
+    for variant in args.variants:  # memory: one fresh process per variant
+        results[variant] = child(variant)
         r = results[variant]
-        print(f"({variant}) {r['name']:<24} step {r['step_s']:7.2f} s   peak {r['peak_mib']:8.0f} MiB "
-              f"({r['peak_above_loaded_mib']:7.0f} MiB above loaded)   trainable {r['trainable_parameters']:,}", flush=True)
+        if r:
+            print(f"({variant}) {r['name']:<24} peak {r['peak_mib']:8.0f} MiB ({r['peak_above_loaded_mib']:7.0f} MiB above "
+                  f"loaded)   trainable {r['trainable_parameters']:,}", flush=True)
+    timing = child("time") if args.time_variants else {}  # time: the variants in one process, interleaved
+    timing = timing or {}
+    for variant, t in timing.items():
+        if results.get(variant):
+            results[variant].update(t)
+            print(f"({variant}) {VARIANTS[variant]:<24} step {t['step_s']:7.2f} s  (each: "
+                  f"{', '.join(f'{x:.2f}' for x in t['step_times_s'])})", flush=True)
 
     print(f"\n{args.model}, batch {args.batch} x {args.seq} tokens, {args.device} {args.dtype}, "
-          f"{args.steps} measured step(s) after 1 warm-up")
+          f"{args.steps} timed step(s) per variant after 1 warm-up round")
     a, b, c = results.get("a"), results.get("b"), results.get("c")
     ratios = {}
-    if a and b:
-        ratios["a/b time"] = a["step_s"] / b["step_s"]
-        ratios["a/b peak memory"] = a["peak_mib"] / b["peak_mib"]
-        ratios["a/b memory above loaded"] = a["peak_above_loaded_mib"] / max(b["peak_above_loaded_mib"], 1e-9)
-    if a and c:
-        ratios["c/a time"] = c["step_s"] / a["step_s"]
-        ratios["c/a peak memory"] = c["peak_mib"] / a["peak_mib"]
-        ratios["c/a memory above loaded"] = c["peak_above_loaded_mib"] / max(a["peak_above_loaded_mib"], 1e-9)
+    for name, top, bottom in (("a/b", a, b), ("c/a", c, a)):
+        if not (top and bottom):
+            continue
+        if "step_s" in top and "step_s" in bottom:
+            ratios[f"{name} time"] = top["step_s"] / bottom["step_s"]
+        ratios[f"{name} peak memory"] = top["peak_mib"] / bottom["peak_mib"]
+        ratios[f"{name} memory above loaded"] = top["peak_above_loaded_mib"] / max(bottom["peak_above_loaded_mib"], 1e-9)
     targets = {"a/b time": ("<=", 1.3), "a/b peak memory": ("<=", 1.15), "c/a peak memory": (">=", 2.0)}
     for name, value in ratios.items():
         target = targets.get(name)

@@ -88,6 +88,9 @@ def test_dataset_folder_and_jsonl_give_the_same_tokens(tmp_path, tokenizer):
     jsonl = tmp_path / "tasks.jsonl"
     jsonl.write_text("".join(json.dumps(row) + "\n" for row in task_rows()))
     results = [TokenizedTasks.from_dataset(src, tokenizer, max_length=64) for src in (dataset, tmp_path / "saved", jsonl)]
+    cached = [TokenizedTasks.from_dataset(dataset, tokenizer, max_length=64, cache_dir=tmp_path / "cache") for _ in range(2)]
+    assert len(list((tmp_path / "cache").glob("tokenized-*.npz"))) == 1
+    results += cached
     for other in results[1:]:
         assert other.task_names == results[0].task_names
         assert other.task_descriptions == results[0].task_descriptions
@@ -270,11 +273,16 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_base_di
         torch.testing.assert_close(results[1].hypernetwork.state_dict()[key], value, atol=1e-6, rtol=1e-5)
 
 
-def test_bf16_autocast_step_runs(tmp_path, tiny_base_dir, tiny_config, tokenizer):
+def test_bf16_autocast_and_evaluation_before_training(tmp_path, tiny_base_dir, tiny_config, tokenizer):
+    data = task_dataset(examples_per_task=2)
     trainer = T2LSFTTrainer(_hypernetwork(tiny_config), _base(tiny_base_dir), args=_args(tmp_path, max_steps=1, bf16=True),
-                            train_dataset=task_dataset(), processing_class=tokenizer)
+                            train_dataset=data, eval_dataset=data, processing_class=tokenizer)
+    before = trainer.evaluate()["eval_loss"]
+    # The evaluation-only preparation is undone, so train() prepares (and under DDP wraps) the model itself.
+    assert trainer.model_wrapped is trainer.model and not getattr(trainer.model, "_is_accelerate_prepared", False)
     trainer.train()
-    assert np.isfinite(_losses(trainer)[1])
+    assert np.isfinite(_losses(trainer)[1]) and np.isfinite(before)
+    assert trainer.model._is_accelerate_prepared
 
 
 def _save_lora(base, config, path, seed=1, r=None):
@@ -363,3 +371,25 @@ def test_example_configs_are_valid(name, monkeypatch):
     args = _dataclass_from(kind, config["training"], name)
     assert args.output_dir
     assert "~" not in str(config.get("train_dataset", ""))
+
+
+def test_completion_nll_per_task(tiny_base_dir, tiny_config, tokenizer):
+    """The held-out check of a run: an untrained hypernetwork (B = 0) scores exactly like the base model, a
+    hypernetwork with non-zero heads does not, and per-task numbers are token-weighted into "all"."""
+    from text2lora.training.task_loss import completion_nll
+
+    base = _base(tiny_base_dir)
+    data = task_dataset(examples_per_task=3)
+    plain = completion_nll(None, base, tokenizer, data, batch_size=5)
+    untrained = completion_nll(_hypernetwork(tiny_config), base, tokenizer, data, batch_size=4)
+    assert set(plain) == {"first_word", "last_word", "reverse", "sort", "all"}
+    for task, value in plain.items():
+        assert abs(untrained[task]["nll"] - value["nll"]) < 1e-5 and untrained[task]["tokens"] == value["tokens"]
+    total = sum(v["nll"] * v["tokens"] for k, v in plain.items() if k != "all") / plain["all"]["tokens"]
+    assert abs(total - plain["all"]["nll"]) < 1e-6
+    nonzero = _hypernetwork(tiny_config)
+    with torch.no_grad():
+        for head in nonzero.heads.values():
+            head.weight.normal_(0, 0.05)
+    changed = completion_nll(nonzero, base, tokenizer, data, descriptions="other_task")
+    assert abs(changed["all"]["nll"] - plain["all"]["nll"]) > 1e-3

@@ -24,6 +24,7 @@ from .sft_config import T2LSFTConfig
 from .sft_model import T2LSFTModel
 from .sft_trainer import T2LSFTTrainer
 from .task_data import TokenizedTasks, load_task_dataset
+from .task_loss import completion_nll
 from .task_sampling import SequentialTaskBatchSampler, TaskBatchSampler
 from .warm_start import warm_start_from_lora
 
@@ -43,6 +44,7 @@ __all__ = [
     "TaskBatchSampler",
     "TokenizedTasks",
     "completion_loss",
+    "completion_nll",
     "embed_descriptions",
     "enable_activation_checkpointing",
     "last_complete_checkpoint",
