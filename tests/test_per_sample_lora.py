@@ -200,3 +200,30 @@ def test_memory_grows_with_rank_not_with_tokens_times_width(tiny_base_dir, tiny_
     inputs = tiny_config.num_layers * batch * length * max(d for d, _ in tiny_config.module_shapes.values()) * 4
     assert extra <= inputs + 2 * rank_activations + factors, (extra, inputs, rank_activations, factors)
     assert extra < per_token_repeat / 4
+
+
+@pytest.mark.integration
+def test_real_smollm2_matches_peft(smollm2):
+    """On the packaged SmolLM2-135M (30 layers, GQA, SDPA): per-sample LoRA equals PEFT for each sample's weights."""
+    from text2lora import T2LConfig
+
+    model, tokenizer = smollm2
+    config = T2LConfig.for_base_model(model)
+    input_ids = tokenizer(["Spell 'cat' backward.", "What is 2 + 3?"], return_tensors="pt", padding=True)
+    lora_A, lora_B = _random_factors(config, batch=2, seed=3)
+    lora_B = {m: b * 0.1 for m, b in lora_B.items()}
+    with torch.no_grad():
+        plain = model(**input_ids).logits
+        with PerSampleLora(model, config).apply(lora_A, lora_B):
+            ours = model(**input_ids).logits
+    assert (ours - plain).abs().max() > 1e-2
+    for b in range(2):
+        peft_model = _peft_with(model, config, lora_A, lora_B, b)
+        try:
+            with torch.no_grad():
+                reference = peft_model(input_ids=input_ids["input_ids"][b : b + 1],
+                                       attention_mask=input_ids["attention_mask"][b : b + 1]).logits
+        finally:
+            peft_model.unload()  # the session's SmolLM2 is shared: leave it as it was
+        mask = input_ids["attention_mask"][b].bool()
+        torch.testing.assert_close(ours[b][mask], reference[0][mask], atol=2e-4, rtol=1e-4)
