@@ -34,6 +34,9 @@ DEFAULT_PAIRS = (
     ("t2l", "fewshot"),
     ("t2l", "mt_lora"),
     ("t2l", "oracle_lora"),
+    ("description", "base"),
+    ("fewshot", "base"),
+    ("mt_lora", "base"),
 )
 BENCHMARK_SCOPE = "benchmarks"
 HELDOUT_MC_SCOPE = "held-out tasks (multiple choice)"
@@ -278,11 +281,9 @@ def _json_default(value):
 def _fmt(value: float, metric: str, std: float | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if metric in LOWER_IS_BETTER and metric == "completion_nll":
-        text = f"{value:.3f}"
-        return text + (f" ± {std:.3f}" if std else "")
-    text = f"{100 * value:.1f}"
-    return text + (f" ± {100 * std:.1f}" if std else "")
+    if metric == "completion_nll":
+        return f"{value:.3f}" + (f" ± {std:.3f}" if std is not None else "")
+    return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -421,10 +422,9 @@ def plot_results(results: dict[str, Any], path: str | Path) -> None:
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, ncol=min(4, len(conditions)), loc="upper left", bbox_to_anchor=(0, 1.25))
     config = results["config"]
-    fig.suptitle(
-        f"{config['base_model']} | seed {config['seed']} | limit {config['limit']} | hatched: average over some tasks",
-        y=1.02,
-    )
+    partial = any(e["n_tasks"] < e["of"] for row in results["summary"].values() for e in row.values())
+    note = " | hatched: average over only some tasks" if partial else ""
+    fig.suptitle(f"{config['base_model']} | seed {config['seed']} | limit {config['limit']}{note}", y=1.02)
     fig.tight_layout()
     with atomic_file(path, mode="wb") as handle:
         fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
