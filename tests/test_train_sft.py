@@ -259,7 +259,7 @@ def test_activation_checkpointing_gives_the_same_training(tmp_path, tiny_base_di
     data = task_dataset()
     results = []
     for checkpointing in (False, True):
-        args = _args(tmp_path, max_steps=2, gradient_checkpointing=checkpointing)
+        args = _args(tmp_path, max_steps=2, activation_checkpointing=checkpointing)
         trainer = T2LSFTTrainer(_hypernetwork(tiny_config), _base(tiny_base_dir), args=args, train_dataset=data,
                                 processing_class=tokenizer)
         trainer.train()
