@@ -271,3 +271,20 @@ def test_failed_save_leaves_nothing_half_written(tmp_path, tiny_t2l_nonzero, mon
         other.save_pretrained(tmp_path / "new")
     assert (tmp_path / "adapter" / "adapter_model.safetensors").read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["adapter"]
+
+
+def test_remote_code_copy_can_save_again(tmp_path, tiny_t2l_nonzero):
+    """Saving from a trust_remote_code copy (no card templates beside the code) still writes the weights."""
+    tiny_t2l_nonzero.save_pretrained(tmp_path / "t2l")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["text2lora"] = None
+        from transformers import AutoModel
+        model = AutoModel.from_pretrained({str(tmp_path / 't2l')!r}, trust_remote_code=True)
+        model.save_pretrained({str(tmp_path / 'again')!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, env={**_env(), "HF_HUB_OFFLINE": "1"})
+    again = T2LModel.from_pretrained(tmp_path / "again")
+    _assert_same_weights(tiny_t2l_nonzero, again)

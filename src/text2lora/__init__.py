@@ -27,7 +27,27 @@ T2LModel.register_for_auto_class("AutoModel")
 install_peft_hook()
 install_model_methods()
 
+# Training pulls in transformers' Trainer and TRL: import it only when one of its names is used.
+_TRAINING_EXPORTS = (
+    "LoraLibrary",
+    "PerSampleLora",
+    "T2LReconstructionConfig",
+    "T2LReconstructionTrainer",
+    "T2LSFTConfig",
+    "T2LSFTTrainer",
+)
+
+
+def __getattr__(name: str):
+    if name in _TRAINING_EXPORTS:
+        from . import training
+
+        return getattr(training, name)
+    raise AttributeError(f"module 'text2lora' has no attribute {name!r}")
+
+
 __all__ = [
+    *_TRAINING_EXPORTS,
     "AdapterCache",
     "DEFAULT_BASE_MODEL",
     "DescriptionEncoder",

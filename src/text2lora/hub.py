@@ -114,7 +114,10 @@ def save_with_card(
     repo_id = push.get("repo_id") or card_repo_id
     if push_to_hub and not repo_id:
         repo_id = Path(save_directory).name
-    if model_card and is_main_process:
+    if model_card and is_main_process and not HYPERNETWORK_CARD_TEMPLATE.is_file():
+        # A copy of this code in a Hub repo (trust_remote_code) has no templates folder: save without a card.
+        logger.warning("No model-card template next to %s; saved without a README.md card.", __file__)
+    elif model_card and is_main_process:
         write_hypernetwork_card(
             model, save_directory, repo_id=repo_id, eval_results=eval_results, datasets=datasets, tags=tags,
             license=license,
