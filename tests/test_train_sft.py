@@ -393,3 +393,21 @@ def test_completion_nll_per_task(tiny_base_dir, tiny_config, tokenizer):
             head.weight.normal_(0, 0.05)
     changed = completion_nll(nonzero, base, tokenizer, data, descriptions="other_task")
     assert abs(changed["all"]["nll"] - plain["all"]["nll"]) > 1e-3
+
+
+def test_skip_empty_tasks_leaves_out_tasks_with_only_long_examples(tokenizer):
+    import datasets
+
+    rows = task_rows()
+    long_task = rows[0]["task"]
+    for row in rows:
+        if row["task"] == long_task:
+            row["prompt"] = "word " * 200  # every example of this task is longer than max_length
+    data = datasets.Dataset.from_list(rows)
+    with pytest.raises(ValueError, match=rf"\['{long_task}'\] have zero examples"):
+        TokenizedTasks.from_dataset(data, tokenizer, max_length=64)
+    kept = TokenizedTasks.from_dataset(data, tokenizer, max_length=64, skip_empty_tasks=True)
+    full = TokenizedTasks.from_dataset(task_dataset(), tokenizer, max_length=64)
+    assert long_task not in kept.task_names
+    assert kept.task_names == [t for t in full.task_names if t != long_task]
+    assert len(kept.task_descriptions) == len(kept.task_names)

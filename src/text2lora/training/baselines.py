@@ -73,6 +73,7 @@ def _tokenize(train_dataset, tokenizer, args, use_chat_template: bool, task_desc
         task_descriptions=task_descriptions,
         name=name,
         require_described_tasks=name == "train",
+        skip_empty_tasks=True,  # a multi-task LoRA has no per-task parameters to leave untrained
     )
 
 

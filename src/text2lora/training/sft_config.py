@@ -37,6 +37,9 @@ class T2LSFTConfig(TrainingArguments):
         description_dropout (`float`, defaults to 0.0):
             Dropout on the task-embedding elements while training: a regulariser for collections with few
             descriptions per task.
+        skip_empty_tasks (`bool`, defaults to `False`):
+            Leave out, with a warning, tasks that have no example left within `max_length` tokens, rather than stop
+            with an error (useful when training on a large collection with a short `max_length`).
         use_chat_template (`bool`, defaults to `True`):
             Format examples with the tokenizer's chat template (an error if it has none).
         completion_logits_only (`bool`, defaults to `True`):
@@ -78,6 +81,10 @@ class T2LSFTConfig(TrainingArguments):
         default=None, metadata={"help": "LoRA dropout while training; None uses the hypernetwork's lora_dropout."}
     )
     description_dropout: float = field(default=0.0, metadata={"help": "Dropout on the task embedding while training."})
+    skip_empty_tasks: bool = field(
+        default=False,
+        metadata={"help": "Leave out (with a warning) tasks with no example within max_length, instead of an error."},
+    )
     use_chat_template: bool = field(default=True, metadata={"help": "Format examples with the tokenizer's chat template."})
     completion_logits_only: bool = field(
         default=True, metadata={"help": "Compute vocabulary logits only at completion positions."}

@@ -187,6 +187,7 @@ class T2LSFTTrainer(HypernetworkTrainer):
             cache_dir=cache_dir,
             name=name,
             require_described_tasks=name == "train",
+            skip_empty_tasks=args.skip_empty_tasks,
         )
         descriptions = DescriptionTable.build(tasks.task_descriptions, encoder, cache_dir=cache_dir)
         check_embedding_size(descriptions, hypernetwork, encoder)

@@ -235,6 +235,7 @@ class TokenizedTasks:
         show_progress: bool = True,
         name: str = "train",
         require_described_tasks: bool = True,
+        skip_empty_tasks: bool = False,
     ) -> "TokenizedTasks":
         """Check and tokenize a task dataset (see the module docstring for its columns).
 
@@ -249,11 +250,15 @@ class TokenizedTasks:
             tasks: keep only these tasks (in this order); a task without examples is an error.
             cache_dir: if given, the tokenized result is cached there, keyed by the dataset fingerprint, the
                 tokenizer and these settings (runs split into resumable chunks do not tokenize again).
+            skip_empty_tasks: leave out, with a warning, tasks that have no example left after the `max_length`
+                cut, instead of raising (for large collections where a few tasks only have long examples).
         """
         dataset = load_task_dataset(dataset)
         example_format = check_task_columns(dataset.column_names)
         formatter = ExampleFormatter(tokenizer, use_chat_template)
-        cache_file = _cache_file(cache_dir, dataset, tokenizer, max_length, use_chat_template, task_descriptions, tasks)
+        cache_file = _cache_file(
+            cache_dir, dataset, tokenizer, max_length, use_chat_template, task_descriptions, tasks, skip_empty_tasks
+        )
         if cache_file is not None and cache_file.is_file():
             try:
                 return cls._load(cache_file)
@@ -332,6 +337,17 @@ class TokenizedTasks:
                     )
         counts = np.bincount(np.asarray(row_tasks, dtype=np.int64), minlength=len(names)) if names else np.zeros(0)
         empty = [names[i] for i, c in enumerate(counts) if c == 0]
+        if empty and skip_empty_tasks:
+            logger.warning(
+                "Leaving out %d %s task(s) with no example within max_length=%d tokens: %s",
+                len(empty), name, max_length, ", ".join(empty),
+            )
+            keep = [i for i, c in enumerate(counts) if c > 0]
+            new_index = {old: new for new, old in enumerate(keep)}
+            row_tasks = [new_index[t] for t in row_tasks]
+            names = [names[i] for i in keep]
+            final_descriptions = [final_descriptions[i] for i in keep]
+            empty = []
         if empty:
             raise ValueError(
                 f"Task(s) {empty[:10]} have zero examples in the {name} data"
@@ -387,7 +403,9 @@ class TokenizedTasks:
             )
 
 
-def _cache_file(cache_dir, dataset, tokenizer, max_length, use_chat_template, task_descriptions, tasks) -> Path | None:
+def _cache_file(
+    cache_dir, dataset, tokenizer, max_length, use_chat_template, task_descriptions, tasks, skip_empty_tasks=False
+) -> Path | None:
     fingerprint = getattr(dataset, "_fingerprint", None)
     if cache_dir is None or not fingerprint:
         return None
@@ -402,6 +420,7 @@ def _cache_file(cache_dir, dataset, tokenizer, max_length, use_chat_template, ta
             "use_chat_template": use_chat_template,
             "task_descriptions": task_descriptions and {k: list(v) for k, v in task_descriptions.items()},
             "tasks": list(tasks) if tasks is not None else None,
+            "skip_empty_tasks": skip_empty_tasks,
             "version": 1,
         },
         sort_keys=True,
