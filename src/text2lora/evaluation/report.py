@@ -450,4 +450,5 @@ def _environment(config, model) -> dict[str, Any]:
         "torch_threads": torch.get_num_threads(),
         "device": config.device,
         "base_model_class": type(model).__name__ if model is not None else None,
+        "base_model_name_or_path": getattr(model, "name_or_path", None),
     }
