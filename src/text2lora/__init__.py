@@ -27,27 +27,29 @@ T2LModel.register_for_auto_class("AutoModel")
 install_peft_hook()
 install_model_methods()
 
-# Training pulls in transformers' Trainer and TRL: import it only when one of its names is used.
-_TRAINING_EXPORTS = (
-    "LoraLibrary",
-    "PerSampleLora",
-    "T2LReconstructionConfig",
-    "T2LReconstructionTrainer",
-    "T2LSFTConfig",
-    "T2LSFTTrainer",
-)
+# Imported on first use: training pulls in transformers' Trainer and TRL, evaluation is rarely needed.
+_LAZY_EXPORTS = {
+    "LoraLibrary": "training",
+    "PerSampleLora": "training",
+    "T2LReconstructionConfig": "training",
+    "T2LReconstructionTrainer": "training",
+    "T2LSFTConfig": "training",
+    "T2LSFTTrainer": "training",
+    "EvalConfig": "evaluation",
+    "EvalRunner": "evaluation",
+}
 
 
 def __getattr__(name: str):
-    if name in _TRAINING_EXPORTS:
-        from . import training
+    if name in _LAZY_EXPORTS:
+        import importlib
 
-        return getattr(training, name)
+        return getattr(importlib.import_module(f".{_LAZY_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module 'text2lora' has no attribute {name!r}")
 
 
 __all__ = [
-    *_TRAINING_EXPORTS,
+    *_LAZY_EXPORTS,
     "AdapterCache",
     "DEFAULT_BASE_MODEL",
     "DescriptionEncoder",
