@@ -33,7 +33,7 @@ REFERENCE_MS = {"L": 37.0, "M": 46.0, "S": 31.0}
 REFERENCE_64_L_S = 2.3
 
 
-def run_one(variant: str, shape: str, repeats: int, n: int) -> dict:
+def run_one(variant: str, shape: str, repeats: int, n: int, dtype: str = "float32") -> dict:
     """Runs in a fresh process: build the hypernetwork, time generating `n` adapters in one call."""
     import resource
 
@@ -48,9 +48,10 @@ def run_one(variant: str, shape: str, repeats: int, n: int) -> dict:
     with torch.no_grad():
         for head in model.heads.values():
             head.weight.normal_(0, 0.01)
+    model.to(getattr(torch, dtype))
 
     def generate(n: int) -> float:
-        emb = torch.randn(n, config.task_embedding_size)
+        emb = torch.randn(n, config.task_embedding_size, dtype=getattr(torch, dtype))
         start = time.perf_counter()
         with torch.inference_mode():
             out = model(emb)
@@ -63,6 +64,7 @@ def run_one(variant: str, shape: str, repeats: int, n: int) -> dict:
     return {
         "variant": variant,
         "shape": shape,
+        "dtype": dtype,
         "parameters": model.num_parameters(),
         "n": n,
         "seconds": seconds,
@@ -122,6 +124,7 @@ def main() -> None:
     parser.add_argument("--shapes", nargs="+", default=["mistral", "smollm2"], choices=sorted(SHAPES))
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], help="hypernetwork dtypes to measure")
     parser.add_argument("--plot", default=None, help="write a bar chart of the latencies to this PNG")
     parser.add_argument("--json", default=None, help="write the results as JSON to this file")
     parser.add_argument("--cache", action="store_true", help="measure the adapter cache (cold vs warm) instead")
@@ -129,41 +132,41 @@ def main() -> None:
     args = parser.parse_args()
 
     if args.child:
-        variant, shape, n = args.child.split(":")
+        variant, shape, n, dtype = (args.child.split(":") + ["float32"])[:4]
         if shape == "cache":
             print(json.dumps(run_cache(variant, args.repeats)))
         else:
-            print(json.dumps(run_one(variant, shape, args.repeats, int(n))))
+            print(json.dumps(run_one(variant, shape, args.repeats, int(n), dtype)))
         return
     if args.cache:
         _cache_table(args)
         return
 
-    def measure(variant: str, shape: str, n: int) -> dict:
-        cmd = [sys.executable, __file__, "--child", f"{variant}:{shape}:{n}", "--repeats", str(args.repeats)]
+    def measure(variant: str, shape: str, n: int, dtype: str) -> dict:
+        cmd = [sys.executable, __file__, "--child", f"{variant}:{shape}:{n}:{dtype}", "--repeats", str(args.repeats)]
         out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=os.environ)
         return json.loads(out.stdout.strip().splitlines()[-1])
 
     rows = []
-    for shape in args.shapes:
-        for variant in args.variants:
-            one, many = measure(variant, shape, 1), measure(variant, shape, args.batch)
+    for shape, dtype, variant in [(s, d, v) for s in args.shapes for d in args.dtypes for v in args.variants]:
+            one, many = measure(variant, shape, 1, dtype), measure(variant, shape, args.batch, dtype)
             rows.append({
-                "variant": variant, "shape": shape, "parameters": one["parameters"], "one_ms": one["seconds"] * 1000,
+                "variant": variant, "shape": shape, "dtype": dtype, "parameters": one["parameters"],
+                "one_ms": one["seconds"] * 1000,
                 "one_peak_rss_mb": one["peak_rss_mb"], "batch": args.batch, "batch_s": many["seconds"],
                 "adapters_per_s": args.batch / many["seconds"], "batch_peak_rss_mb": many["peak_rss_mb"],
                 "batch_output_mb": many["output_mb"], "threads": one["threads"],
             })
-            print(f"  measured {shape} {variant}: {rows[-1]['one_ms']:.1f} ms / adapter", file=sys.stderr)
+            print(f"  measured {shape} {dtype} {variant}: {rows[-1]['one_ms']:.1f} ms / adapter", file=sys.stderr)
 
     b = args.batch
-    print(f"\n| shapes | variant | parameters | 1 adapter (ms) | peak RSS, 1 (MB) | {b} adapters (s) | adapters/s "
+    print(f"\n| shapes | dtype | variant | parameters | 1 adapter (ms) | peak RSS, 1 (MB) | {b} adapters (s) | adapters/s "
           f"| peak RSS, {b} (MB) | of which {b} adapters' fp32 tensors (MB) |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['shape']} | {r['variant']} | {r['parameters']:,} | {r['one_ms']:.1f} | {r['one_peak_rss_mb']:.0f} | "
+        print(f"| {r['shape']} | {r['dtype']} | {r['variant']} | {r['parameters']:,} | {r['one_ms']:.1f} | {r['one_peak_rss_mb']:.0f} | "
               f"{r['batch_s']:.3f} | {r['adapters_per_s']:.0f} | {r['batch_peak_rss_mb']:.0f} | {r['batch_output_mb']:.0f} |")
-    mistral = {r["variant"]: r for r in rows if r["shape"] == "mistral"}
+    mistral = {r["variant"]: r for r in rows if r["shape"] == "mistral" and r["dtype"] == "float32"}
     if mistral:
         print("\nAgainst the reference implementation on this CPU (Mistral shapes, hypernetwork alone):")
         for v, r in mistral.items():
@@ -202,8 +205,8 @@ def _plot(rows: list[dict], path: str, batch: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    labels = [f"{r['shape']}\n{r['variant']}" for r in rows]
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.2))
+    labels = [f"{r['shape']}\n{r['dtype'].replace('float', 'fp').replace('bfloat', 'bf')} {r['variant']}" for r in rows]
     axes[0].bar(labels, [r["one_ms"] for r in rows], color="#4c72b0")
     axes[0].set_ylabel("ms"), axes[0].set_title("one adapter (median)")
     axes[1].bar(labels, [r["adapters_per_s"] for r in rows], color="#55a868")

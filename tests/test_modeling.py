@@ -63,11 +63,22 @@ def test_batch_is_one_forward_and_matches_single(tiny_config, variant):
     with torch.no_grad():
         for head in model.heads.values():
             head.weight.normal_(0, 0.1)
+    import text2lora.modeling_t2l as modeling
+
     calls = []
-    handle = model.heads["q_proj"].register_forward_hook(lambda m, i, o: calls.append(i[0].shape))
+    original = modeling.apply_head
+
+    def counting(head, features):
+        if head is model.heads["q_proj"]:
+            calls.append(features.shape)
+        return original(head, features)
+
     emb = torch.randn(5, 32)
-    batched = model(emb)
-    handle.remove()
+    modeling.apply_head = counting
+    try:
+        batched = model(emb)
+    finally:
+        modeling.apply_head = original
     assert len(calls) == 1, "all descriptions and layers of a module go through its head in one call"
     single = model(emb[2:3])
     for name in tiny_config.target_modules:
@@ -288,3 +299,14 @@ def test_remote_code_copy_can_save_again(tmp_path, tiny_t2l_nonzero):
     subprocess.run([sys.executable, "-c", script], check=True, env={**_env(), "HF_HUB_OFFLINE": "1"})
     again = T2LModel.from_pretrained(tmp_path / "again")
     _assert_same_weights(tiny_t2l_nonzero, again)
+
+
+def test_apply_head_equals_the_linear_layer():
+    from text2lora.modeling_t2l import apply_head
+
+    torch.manual_seed(0)
+    for bias in (True, False):
+        head = torch.nn.Linear(16, 40, bias=bias)
+        features = torch.randn(3, 5, 16)
+        torch.testing.assert_close(apply_head(head, features), head(features), rtol=1e-6, atol=1e-6)
+        assert apply_head(head, features).shape == (3, 5, 40)
