@@ -28,6 +28,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument(
         "--cache-dir", type=Path, default=None, help="adapter cache folder (default: $TEXT2LORA_ADAPTER_CACHE_DIR or ~/.cache/text2lora/adapters)"
     )
+    gen.add_argument(
+        "--prompt",
+        default=None,
+        help="after saving, answer this prompt greedily with the base model and with each adapter, and print both",
+    )
+    gen.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit for --prompt (default 64)")
     gen.set_defaults(func=run_generate)
 
     info = subparsers.add_parser("info", help="show a hypernetwork's config, size, base model and encoder")
@@ -77,6 +83,12 @@ def run_generate(args: argparse.Namespace) -> int:
     from text2lora.cache import resolve_cache
 
     descriptions = _read_descriptions(args)
+    if args.prompt is not None:
+        from text2lora.compare import check_prompt
+
+        check_prompt(args.prompt)
+        if args.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
     cache = None if args.no_cache else resolve_cache(args.cache_dir if args.cache_dir is not None else True)
     start = time.perf_counter()
     # A saved folder is identified from its files, so cache hits need no hypernetwork in memory at all.
@@ -116,7 +128,34 @@ def run_generate(args: argparse.Namespace) -> int:
     else:
         source = f" (adapter cache {cache.cache_dir})" if cache is not None else ""
         print(f"generated {len(adapters)} adapter(s) in {elapsed * 1000:.1f} ms with {name}{source}")
+    if args.prompt is not None:
+        base = t2l.config.base_model_name_or_path if t2l is not None else adapters[0].config.base_model_name_or_path
+        _print_comparison(base, args.prompt, args.max_new_tokens, adapters, outputs)
     return 0
+
+
+def _print_comparison(base_name: str | None, prompt: str, max_new_tokens: int, adapters, outputs) -> None:
+    """Answer `prompt` with the bare base model and with each saved adapter; print them under headings."""
+    from text2lora.base_models import load_base_model
+    from text2lora.compare import compare_answers
+
+    if not base_name:
+        raise ValueError("The hypernetwork's config names no base model (base_model_name_or_path), so --prompt cannot answer.")
+    model, tokenizer = load_base_model(base_name)
+    print(f"\nprompt ({base_name}, greedy, at most {max_new_tokens} new tokens): {prompt}")
+    base_answer = None
+    for adapter, out in zip(adapters, outputs):
+        base_answer, adapted = compare_answers(model, tokenizer, out, prompt, max_new_tokens, base_answer=base_answer)
+        print(f"\n=== {_describe(adapter)}  ({out})")
+        print(f"--- base model:\n{base_answer}")
+        print(f"--- with the adapter:\n{adapted}")
+
+
+def _describe(adapter) -> str:
+    if isinstance(adapter.description, (list, tuple)):
+        weights = adapter.mix_weights or [None] * len(adapter.description)
+        return " + ".join(f"{w:g} x {d!r}" if w is not None else repr(d) for d, w in zip(adapter.description, weights))
+    return repr(adapter.description)
 
 
 def _cached_only(cache, args: argparse.Namespace, descriptions: list[str]):
