@@ -11,7 +11,7 @@ import torch
 
 from text2lora import T2LConfig, T2LModel
 from text2lora.adapters import GeneratedLora, factors_to_state_dict, lora_config_from_t2l
-from text2lora.training.lora_library import LoraLibrary, write_task_metadata
+from text2lora.training.lora_library import LoraLibrary, read_peft_adapter, write_task_metadata
 from text2lora.training.recon_config import T2LReconstructionConfig
 from text2lora.training.recon_trainer import T2LReconstructionTrainer
 
@@ -171,3 +171,20 @@ def test_cli_train_recon(tmp_path, tiny_config):
     assert main(["train", "recon", str(config), "--set", "training.max_steps=3"]) == 0
     model = T2LModel.from_pretrained(tmp_path / "out")
     assert model.config.output_zscore and model.output_std is not None
+
+
+def test_library_aligns_adapters_saved_with_target_modules_in_another_order(tmp_path, tiny_config):
+    # PEFT writes target_modules from a set: two adapters of one run can list them in different orders
+    root = _write_library(tmp_path / "lib", tiny_config)
+    last = sorted(TASKS)[-1]
+    config_file = root / last / "adapter_config.json"
+    adapter_config = json.loads(config_file.read_text())
+    adapter_config["target_modules"] = list(reversed(adapter_config["target_modules"]))
+    config_file.write_text(json.dumps(adapter_config))
+    library = LoraLibrary.load(root)
+    first, moved = library.entries[0].factors, library.entries[-1].factors
+    assert moved.target_modules == first.target_modules
+    reread = read_peft_adapter(root / last)
+    assert reread.target_modules == list(reversed(first.target_modules))  # the file's own order differs...
+    for m in first.target_modules:  # ...but the library holds the same tensors under the same names
+        assert torch.equal(moved.lora_A[m], reread.lora_A[m]) and torch.equal(moved.lora_B[m], reread.lora_B[m])

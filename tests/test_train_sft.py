@@ -411,3 +411,18 @@ def test_skip_empty_tasks_leaves_out_tasks_with_only_long_examples(tokenizer):
     assert long_task not in kept.task_names
     assert kept.task_names == [t for t in full.task_names if t != long_task]
     assert len(kept.task_descriptions) == len(kept.task_names)
+
+
+def test_exponent_numbers_in_run_configs_and_overrides_are_floats(tmp_path):
+    """YAML 1.1 reads `2e-4` as text; a learning rate must reach the optimizer as a number either way."""
+    from text2lora.training.recipes import load_run_config, parse_override
+
+    assert parse_override("training.learning_rate=2e-4") == (["training", "learning_rate"], 2e-4)
+    assert parse_override("training.learning_rate=2.0e-4")[1] == 2e-4
+    assert parse_override("training.run_name=1e5x")[1] == "1e5x"  # not a number: left alone
+    path = tmp_path / "run.yaml"
+    path.write_text("training:\n  learning_rate: 1e-3\n  output_dir: out\n  lr_list: [3e-5, 4]\n")
+    config = load_run_config(path, ["training.weight_decay=1E-2"])
+    assert config["training"]["learning_rate"] == 1e-3 and isinstance(config["training"]["learning_rate"], float)
+    assert config["training"]["weight_decay"] == 0.01
+    assert config["training"]["lr_list"] == [3e-5, 4]

@@ -55,7 +55,7 @@ def run_train(args: argparse.Namespace) -> int:
         print(f"LoRA library with {len(result)} adapter(s): {config['library_dir']}")
         return 0
     output_dir = result.args.output_dir
-    losses = [e["loss"] for e in result.state.log_history if "loss" in e]
+    losses = [e["loss"] if "loss" in e else e["train_loss"] for e in result.state.log_history if "loss" in e or "train_loss" in e]
     summary = f"final training loss {losses[-1]:.4f} at step {result.state.global_step}" if losses else "no steps run"
     print(f"t2l train {args.train_kind}: {summary}; saved to {output_dir}")
     return 0

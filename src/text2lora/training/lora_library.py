@@ -216,7 +216,7 @@ class LoraLibrary:
         for entry in self.entries[1:]:
             f = entry.factors
             if (
-                f.target_modules != first.target_modules
+                sorted(f.target_modules) != sorted(first.target_modules)
                 or f.num_layers != first.num_layers
                 or f.rank != first.rank
                 or f.module_shapes() != first.module_shapes()
@@ -226,6 +226,12 @@ class LoraLibrary:
                     f"{f.target_modules} r={f.rank} layers={f.num_layers} vs {first.target_modules} r={first.rank} "
                     f"layers={first.num_layers}); a library must hold adapters of one base model and LoRA setting."
                 )
+
+            # PEFT saves target_modules from a set, so their order differs between adapters: one order for all
+            order = first.target_modules
+            f.lora_A = {m: f.lora_A[m] for m in order}
+            f.lora_B = {m: f.lora_B[m] for m in order}
+            f.module_paths = {m: f.module_paths[m] for m in order}
 
     def __len__(self) -> int:
         return len(self.entries)

@@ -19,6 +19,7 @@ import copy
 import json
 import logging
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,22 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     path = [part for part in key.strip().split(".") if part]
     if not path:
         raise ValueError(f"Override {text!r} has an empty key.")
-    return path, yaml.safe_load(value) if value.strip() else None
+    return path, _number_if_numeric(yaml.safe_load(value)) if value.strip() else None
+
+
+_FLOAT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _number_if_numeric(value: Any) -> Any:
+    """YAML 1.1 reads `2e-4` (no dot in the mantissa) as a string; a learning rate given that way would reach
+    the optimizer as text. Such values become floats, everywhere in a run config."""
+    if isinstance(value, str) and _FLOAT.match(value.strip()):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: _number_if_numeric(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_number_if_numeric(v) for v in value]
+    return value
 
 
 def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> dict[str, Any]:
@@ -52,7 +68,7 @@ def load_run_config(path: str | os.PathLike, overrides: Sequence[str] = ()) -> d
     if not path.is_file():
         raise FileNotFoundError(f"No run config at {str(path)!r}.")
     text = path.read_text()
-    config = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    config = json.loads(text) if path.suffix == ".json" else _number_if_numeric(yaml.safe_load(text))
     if config is None:
         config = {}
     if not isinstance(config, Mapping):
