@@ -1,7 +1,7 @@
 """`load_t2l`: the hypernetwork the examples use when none is named on the command line.
 
-text2lora's shipped default when there is one (`text2lora.checkpoints.DEFAULT_CHECKPOINT`); until a trained
-one ships, an untrained hypernetwork for SmolLM2-135M-Instruct, created once in text2lora's cache (what
+text2lora's shipped default (`text2lora.checkpoints.DEFAULT_CHECKPOINT`); in a build without one, an untrained
+hypernetwork for SmolLM2-135M-Instruct, created once in text2lora's cache (what
 `t2l init --base HuggingFaceTB/SmolLM2-135M-Instruct` makes). Its adapters are the LoRA initialisation
 (B = 0), so the adapted model answers exactly like the base model: train one, or pass `--t2l`.
 """

@@ -320,5 +320,8 @@ def test_space_default_smollm2_in_a_real_browser(app, browser, tmp_path, monkeyp
         if checkpoints.DEFAULT_CHECKPOINT is None:  # untrained default: the UI says so, and the answers agree
             assert "untrained" in page.locator("#hypernetwork-info").inner_text()
             assert adapted == base
+        else:  # the shipped, trained hypernetwork: its adapter changes the answer
+            assert "untrained" not in page.locator("#hypernetwork-info").inner_text()
+            assert adapted != base
     finally:
         demo.close()

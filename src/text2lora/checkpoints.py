@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 # Name -> folder (relative to this package) of hypernetworks shipped with text2lora, usable with no download.
-PACKAGED_CHECKPOINTS: dict[str, str] = {}
-DEFAULT_CHECKPOINT: str | None = None
+# The default: T2L-L for SmolLM2-135M-Instruct, SFT on the 277-task collection (recipes/smollm2/, README "Results").
+PACKAGED_CHECKPOINTS: dict[str, str] = {"text2lora/t2l-smollm2-135m-instruct": "default_checkpoint"}
+DEFAULT_CHECKPOINT: str | None = "text2lora/t2l-smollm2-135m-instruct"
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, **_: Any) -> str:

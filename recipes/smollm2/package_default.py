@@ -1,0 +1,51 @@
+"""Put a trained SmolLM2 hypernetwork into the package as the shipped default (`text2lora.checkpoints`).
+
+Casts the weights to bfloat16 (the L variant is 36 MB in float32; the package allows 25 MB), writes config,
+weights, the evaluation results and a model card (with the notes in TRAINING_NOTES.md appended) into
+`src/text2lora/default_checkpoint/` through a temporary folder, so a failed run leaves the old one in place.
+
+    python recipes/smollm2/package_default.py CHECKPOINT_DIR [EVAL_RESULTS.json ...]
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).parent
+TARGET = HERE.parents[1] / "src" / "text2lora" / "default_checkpoint"
+REPO_ID = "text2lora/t2l-smollm2-135m-instruct"
+KEEP = ("config.json", "model.safetensors", "README.md", "eval_results.json")
+
+
+def main(checkpoint: str, *eval_files: str) -> None:
+    import torch
+
+    from text2lora import T2LModel
+
+    model = T2LModel.from_pretrained(checkpoint).to(torch.bfloat16).eval()
+    results = json.loads(Path(eval_files[0]).read_text()) if eval_files else None
+    with tempfile.TemporaryDirectory(dir=TARGET.parent) as tmp:
+        staging = Path(tmp) / "checkpoint"
+        model.save_pretrained(staging, eval_results=results, license="apache-2.0", tags=["smollm2"])
+        card = staging / "README.md"
+        card.write_text(card.read_text().replace("path/to/this/hypernetwork", REPO_ID)
+                        + "\n" + (HERE / "TRAINING_NOTES.md").read_text())
+        final = Path(tmp) / "final"
+        final.mkdir()
+        for name in KEEP:
+            if (staging / name).is_file():
+                shutil.copy2(staging / name, final / name)
+        old = Path(tmp) / "old"
+        if TARGET.exists():
+            TARGET.rename(old)
+        final.rename(TARGET)
+    size = (TARGET / "model.safetensors").stat().st_size
+    print(f"{TARGET}: {', '.join(sorted(p.name for p in TARGET.iterdir()))}; weights {size / 2**20:.1f} MiB")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
