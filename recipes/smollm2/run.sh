@@ -20,7 +20,17 @@ for stage in "${stages[@]}"; do
     oracle)  [ -d $OUT/oracle-data ] || $PY $R/oracle_split.py ~/.cache/text2lora/data/collection $OUT/oracle-data
              $T2L train oracle-lora $R/oracle_lora.yaml ;;
     recon)   $T2L train recon $R/recon.yaml ;;
-    eval)    bash $R/eval.sh ;;
+    eval)    # the README's Results: benchmarks (40 examples), held-out tasks (12), reconstruction vs oracles (10)
+             C=(--t2l $OUT/t2l-sft --mt-lora $OUT/mt-lora --num-descriptions 2 --resume
+                --conditions base,description,fewshot,mt_lora,t2l,t2l_other,t2l_random)
+             $T2L eval "${C[@]}" --limit 40 --benchmarks arc_easy,arc_challenge,boolq,openbookqa,piqa,winogrande,hellaswag \
+               --out $OUT/eval-benchmarks
+             $T2L eval "${C[@]}" --limit 12 --benchmarks none --collection ~/.cache/text2lora/data/collection \
+               --out $OUT/eval-heldout
+             $T2L eval --t2l $OUT/t2l-recon --oracle-loras $OUT/oracle-loras --benchmarks none \
+               --collection $OUT/oracle-data --collection-split test --conditions base,oracle_lora,t2l --limit 10 \
+               --num-descriptions 1 --out $OUT/eval-recon
+             $PY $R/recon_error.py $OUT/t2l-recon $OUT/oracle-loras $OUT/recon_error.json ;;
     *) echo "unknown stage $stage (data mt-lora sft oracle recon eval)"; exit 2 ;;
   esac
 done
