@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 
@@ -20,24 +19,22 @@ def main(t2l_dir: str, library_dir: str, out: str) -> None:
     import torch
 
     from text2lora import T2LModel
-    from text2lora.training.lora_library import LoraLibrary, read_peft_adapter
+    from text2lora.training.lora_library import LoraLibrary
 
     model = T2LModel.from_pretrained(t2l_dir).eval()
     library = LoraLibrary.load(library_dir)
     per_task = {}
     for entry in library.entries:
-        errors, norms = [], []
-        with torch.no_grad(), tempfile.TemporaryDirectory() as tmp:
-            for i, lora in enumerate(model.generate_lora(entry.descriptions)):
-                lora.save_pretrained(Path(tmp) / str(i))
-                generated = read_peft_adapter(Path(tmp) / str(i))
-                abs_err = sum(
-                    (generated.delta_weight(m) - entry.factors.delta_weight(m)).abs().sum().item() for m in generated.lora_A
-                )
-                abs_ref = sum(entry.factors.delta_weight(m).abs().sum().item() for m in generated.lora_A)
-                count = sum(entry.factors.delta_weight(m).numel() for m in generated.lora_A)
-                errors.append(abs_err / count)
-                norms.append(abs_ref / count)
+        oracle, errors, norms = entry.factors, [], []
+        paths = [(m, layer, oracle.module_paths[m].format(layer=layer))
+                 for m in oracle.target_modules for layer in range(oracle.num_layers)]
+        reference = {m: oracle.delta_weight(m) for m in oracle.target_modules}
+        with torch.no_grad():
+            for lora in model.generate_lora(entry.descriptions):
+                diffs = [(lora.delta_weight(path) - reference[m][layer]).abs() for m, layer, path in paths]
+                count = sum(d.numel() for d in diffs)
+                errors.append(sum(d.sum().item() for d in diffs) / count)
+                norms.append(sum(reference[m][layer].abs().sum().item() for m, layer, _ in paths) / count)
         mean_err, mean_ref = sum(errors) / len(errors), sum(norms) / len(norms)
         per_task[entry.name] = {"l1": mean_err, "oracle_mean_abs": mean_ref, "relative_l1": mean_err / mean_ref,
                                 "descriptions": len(errors)}

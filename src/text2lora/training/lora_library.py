@@ -209,6 +209,7 @@ class LoraLibrary:
                 raise ValueError(f"The library {root} has no adapter for task(s) {missing}.")
         library = cls(entries=entries, root=root)
         library._check_consistent()
+        library._align_module_order()
         return library
 
     def _check_consistent(self) -> None:
@@ -227,8 +228,12 @@ class LoraLibrary:
                     f"layers={first.num_layers}); a library must hold adapters of one base model and LoRA setting."
                 )
 
-            # PEFT saves target_modules from a set, so their order differs between adapters: one order for all
-            order = first.target_modules
+    def _align_module_order(self) -> None:
+        """PEFT saves `target_modules` from a set, so adapters of one run list them in different orders: give every
+        entry the first entry's order."""
+        order = self.entries[0].factors.target_modules
+        for entry in self.entries[1:]:
+            f = entry.factors
             f.lora_A = {m: f.lora_A[m] for m in order}
             f.lora_B = {m: f.lora_B[m] for m in order}
             f.module_paths = {m: f.module_paths[m] for m in order}
