@@ -10,24 +10,11 @@ from __future__ import annotations
 import argparse
 import time
 
-import torch
 from default_hypernetwork import load_t2l
 from transformers import TextStreamer
 
 from text2lora import load_base_model
-
-
-def answer(model, tokenizer, prompt: str, max_new_tokens: int) -> str:
-    """Greedy answer to one user message, printed as it is generated."""
-    inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, return_tensors="pt", return_dict=True
-    )
-    inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-    streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer,
-                                pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+from text2lora.compare import answer
 
 
 def main(argv: list[str] | None = None) -> dict[str, list[str]]:
@@ -60,11 +47,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
         if not prompt:
             break
         print(f"\n>>> {prompt}\n--- base model:")
+        streamer = TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
         model.disable_adapters()
-        answers["base"].append(answer(model, tokenizer, prompt, args.max_new_tokens))
+        answers["base"].append(answer(model, tokenizer, prompt, args.max_new_tokens, streamer=streamer))
         model.enable_adapters()
         print("--- adapted model:")
-        answers["adapted"].append(answer(model, tokenizer, prompt, args.max_new_tokens))
+        answers["adapted"].append(answer(model, tokenizer, prompt, args.max_new_tokens, streamer=streamer))
     return answers
 
 

@@ -163,3 +163,27 @@ def test_cli_prompt_works_when_the_adapter_comes_from_the_cache(nonzero_t2l_dir,
     base, adapted = _independent_answers(tiny_base_dir, out)
     expected = f"--- base model:\n{base}\n--- with the adapter:\n{adapted}\n"
     assert expected in first and expected in second
+
+
+def test_answer_streams_the_same_text_it_returns(tiny_base_dir):
+    from transformers.generation.streamers import BaseStreamer
+
+    class Collect(BaseStreamer):
+        def __init__(self):
+            self.chunks = []
+
+        def put(self, value):
+            self.chunks.append(value.reshape(-1).tolist())
+
+        def end(self):
+            self.chunks.append("end")
+
+    model, tokenizer = load_base_model(str(tiny_base_dir))
+    streamer = Collect()
+    text = answer(model.eval(), tokenizer, PROMPT, TOKENS, streamer=streamer)
+
+    assert streamer.chunks[-1] == "end"
+    prompt_ids, *new_ids = streamer.chunks[:-1]  # generate streams the prompt first, then one token per step
+    assert len(prompt_ids) > 1 and len(new_ids) == TOKENS
+    streamed = tokenizer.decode([ids[0] for ids in new_ids], skip_special_tokens=True).strip()
+    assert text == streamed == answer(model, tokenizer, PROMPT, TOKENS)

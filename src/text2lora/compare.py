@@ -33,10 +33,11 @@ def check_prompt(prompt: str | None) -> str:
     return str(prompt)
 
 
-def answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 64) -> str:
+def answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 64, *, streamer: Any = None) -> str:
     """Greedy answer of `model` to `prompt` as one user message in the tokenizer's chat template.
 
     Decoding is greedy (`do_sample=False`); everything else comes from the model's own generation config.
+    `streamer` (e.g. a `transformers.TextStreamer`) is passed to `generate` to show the answer as it grows.
     """
     check_prompt(prompt)
     if max_new_tokens < 1:
@@ -56,7 +57,9 @@ def answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 64) ->
         if pad is not None:
             extra["pad_token_id"] = pad
     with torch.no_grad():
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, **extra)
+        output = model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, streamer=streamer, **extra
+        )
     return tokenizer.decode(output[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
