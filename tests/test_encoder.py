@@ -77,3 +77,30 @@ def test_packaged_minilm_resolves_offline():
     assert emb.shape == (3, 384)
     cos = torch.nn.functional.cosine_similarity
     assert cos(emb[0], emb[1], dim=0) > cos(emb[0], emb[2], dim=0)
+
+
+def test_encode_on_a_given_device_moves_the_encoder_once(tiny_encoder_dir):
+    texts = ["Translate to French.", "Count the legs of animals."]
+    expected = DescriptionEncoder(str(tiny_encoder_dir)).encode(texts)
+    encoder = DescriptionEncoder(str(tiny_encoder_dir))
+    moves = []
+    original_to = encoder.model.to
+    encoder.model.to = lambda device: moves.append(str(device)) or original_to(device)
+
+    emb = encoder.encode(texts, device=torch.device("cpu", 0))
+    encoder.clear_cache()
+    again = encoder.encode(texts, device="cpu:0")
+
+    assert moves == ["cpu:0"] and encoder.device == "cpu:0"  # moved once, then it stays there
+    assert emb.device.type == "cpu" and emb.dtype == torch.float32  # results always come back as CPU float32
+    torch.testing.assert_close(emb, expected)
+    torch.testing.assert_close(again, expected)
+
+
+def test_trainers_embed_descriptions_on_their_accelerator():
+    from types import SimpleNamespace
+
+    from text2lora.training.trainer_base import encoding_device
+
+    assert encoding_device(SimpleNamespace(device=torch.device("cpu"))) is None
+    assert encoding_device(SimpleNamespace(device=torch.device("cuda", 1))) == torch.device("cuda", 1)

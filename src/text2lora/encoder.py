@@ -167,9 +167,12 @@ class DescriptionEncoder:
         *,
         batch_size: int = 32,
         show_progress_bar: bool = False,
+        device: str | torch.device | None = None,
     ) -> torch.Tensor:
         """Embed one description (-> `[E]`) or a list (-> `[N, E]`), as float32 on CPU.
 
+        `device` moves the encoder there first and keeps it there (trainers pass their GPU, so that embedding
+        thousands of descriptions before training does not run on the CPU); `None` leaves it where it is.
         Raises `ValueError` for an empty or whitespace-only description.
         """
         single = isinstance(descriptions, str)
@@ -179,6 +182,9 @@ class DescriptionEncoder:
         found = {t: self._lookup(t) for t in dict.fromkeys(texts) if t in self._cache}
         todo = [t for t in dict.fromkeys(texts) if t not in found]
         if todo:
+            if device is not None and str(device) != self.device:
+                self.model.to(device)
+                self.device = str(device)
             raw = self.model.encode(
                 todo, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_tensor=True
             )

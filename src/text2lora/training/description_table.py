@@ -28,8 +28,12 @@ def embed_descriptions(
     cache_dir: str | os.PathLike | None = None,
     batch_size: int = 64,
     show_progress: bool = False,
+    device: str | torch.device | None = None,
 ) -> torch.Tensor:
-    """`[len(texts), E]` float32 embeddings; with `cache_dir`, reused across runs with the same encoder and texts."""
+    """`[len(texts), E]` float32 embeddings; with `cache_dir`, reused across runs with the same encoder and texts.
+
+    `device` is where the encoder runs if they have to be computed (see `DescriptionEncoder.encode`).
+    """
     texts = list(texts)
     cache_file = None
     if cache_dir is not None:
@@ -44,7 +48,7 @@ def embed_descriptions(
                     return cached
             except Exception:  # truncated or foreign file: compute again
                 logger.warning("Ignoring unreadable description-embedding cache %s", cache_file)
-    embeddings = encoder.encode(texts, batch_size=batch_size, show_progress_bar=show_progress)
+    embeddings = encoder.encode(texts, batch_size=batch_size, show_progress_bar=show_progress, device=device)
     embeddings = embeddings.reshape(len(texts), -1).to(torch.float32).contiguous()
     if cache_file is not None:
         from safetensors.torch import save_file
@@ -71,11 +75,12 @@ class DescriptionTable:
         *,
         cache_dir: str | os.PathLike | None = None,
         show_progress: bool = True,
+        device: str | torch.device | None = None,
     ) -> "DescriptionTable":
         flat = [text for texts in task_descriptions for text in texts]
         counts = [len(texts) for texts in task_descriptions]
         embeddings = embed_descriptions(
-            encoder, flat, cache_dir=cache_dir, show_progress=show_progress and len(flat) > 256
+            encoder, flat, cache_dir=cache_dir, show_progress=show_progress and len(flat) > 256, device=device
         )
         return cls(embeddings=embeddings, offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
 

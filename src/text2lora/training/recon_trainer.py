@@ -32,7 +32,7 @@ from .lora_library import LoraLibrary
 from .recon_config import T2LReconstructionConfig
 from .recon_model import T2LReconstructionModel
 from .task_sampling import SequentialTaskBatchSampler, TaskBatchSampler
-from .trainer_base import HypernetworkTrainer, resolve_cache_dir
+from .trainer_base import HypernetworkTrainer, encoding_device, resolve_cache_dir
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +134,10 @@ class T2LReconstructionTrainer(HypernetworkTrainer):
             offsets = np.arange(len(library) + 1, dtype=np.int64)
         else:
             encoder = description_encoder or hypernetwork.description_encoder
-            table = DescriptionTable.build([e.descriptions for e in library.entries], encoder, cache_dir=resolve_cache_dir(args))
+            table = DescriptionTable.build(
+                [e.descriptions for e in library.entries], encoder, cache_dir=resolve_cache_dir(args),
+                device=encoding_device(args),
+            )
             check_embedding_size(table, hypernetwork, encoder)
             embeddings, offsets = table.embeddings, table.offsets
         if args.zscore or hypernetwork.output_mean is not None:

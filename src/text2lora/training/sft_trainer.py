@@ -37,7 +37,7 @@ from .sft_config import T2LSFTConfig
 from .sft_model import T2LSFTModel
 from .task_data import TaskExampleDataset, TokenizedTasks
 from .task_sampling import SequentialTaskBatchSampler, TaskBatchSampler
-from .trainer_base import HypernetworkTrainer, resolve_cache_dir
+from .trainer_base import HypernetworkTrainer, encoding_device, resolve_cache_dir
 from .warm_start import warm_start_from_lora
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,9 @@ class T2LSFTTrainer(HypernetworkTrainer):
             require_described_tasks=name == "train",
             skip_empty_tasks=args.skip_empty_tasks,
         )
-        descriptions = DescriptionTable.build(tasks.task_descriptions, encoder, cache_dir=cache_dir)
+        descriptions = DescriptionTable.build(
+            tasks.task_descriptions, encoder, cache_dir=cache_dir, device=encoding_device(args)
+        )
         check_embedding_size(descriptions, hypernetwork, encoder)
         return SFTTaskDataset(tasks, descriptions)
 

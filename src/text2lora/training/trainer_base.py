@@ -32,6 +32,12 @@ def resolve_cache_dir(args) -> str | None:
     return value or str(cache_home() / "training")
 
 
+def encoding_device(args) -> torch.device | None:
+    """Where to embed the training descriptions: the training accelerator, or `None` (stay put) on a CPU run."""
+    device = args.device
+    return None if device.type == "cpu" else device
+
+
 class HypernetworkTrainer(Trainer):
     """A `Trainer` whose model has a `.hypernetwork` (`T2LModel`) and whose checkpoints hold only that."""
 
