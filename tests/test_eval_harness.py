@@ -4,6 +4,7 @@ task collection, every condition, adapter bookkeeping, outputs, determinism and 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,34 @@ def test_eval_combine_pools_runs(full_run, tmp_path, capsys):
         assert row["n"] == 2 * single[row["scope"]]["n"]
         assert row["mean_diff"] == pytest.approx(single[row["scope"]]["mean_diff"])
     assert "t2l_random" in capsys.readouterr().out
+
+
+def test_eval_combine_pools_means_and_plots(full_run, tmp_path):
+    from text2lora.cli import main
+
+    other = tmp_path / "other"
+    shutil.copytree(full_run["out"], other)
+    rows = [json.loads(line) for line in (other / "examples.jsonl").read_text().splitlines()]
+    for row in rows:  # a second "seed" on which T2L got every arc_easy example wrong
+        if row["task"] == "arc_easy" and row["condition"] == "t2l":
+            row["metrics"]["acc_norm"] = 0.0
+    (other / "examples.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+
+    out = tmp_path / "combined"
+    assert main(["eval-combine", str(full_run["out"]), str(other), "--out", str(out)]) == 0
+    report = json.loads((out / "paired.json").read_text())
+    single = full_run["results"]["tasks"]["arc_easy"]["conditions"]
+    arc = report["tasks"]["arc_easy"]
+    assert arc["n_examples"] == 2 * full_run["results"]["tasks"]["arc_easy"]["n_examples"]
+    assert arc["conditions"]["base"]["metrics"]["acc_norm"]["mean"] == pytest.approx(
+        single["base"]["metrics"]["acc_norm"]["mean"]
+    )
+    assert arc["conditions"]["t2l"]["metrics"]["acc_norm"]["mean"] == pytest.approx(
+        single["t2l"]["metrics"]["acc_norm"]["mean"] / 2
+    )
+    benchmarks = report["summary"]["benchmarks"]
+    assert set(benchmarks) == set(full_run["results"]["conditions"])
+    assert report["seeds"] == [full_run["results"]["config"]["seed"]] * 2
+    markdown = (out / "paired.md").read_text()
+    assert "| arc_easy | acc_norm |" in markdown and "T2L (held-out desc.)" in markdown
+    assert (out / "pooled.png").read_bytes()[:4] == b"\x89PNG"

@@ -50,9 +50,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     combine = subparsers.add_parser(
         "eval-combine",
-        help="pool the paired per-example differences of several `t2l eval` runs (e.g. seeds)",
-        description="Pool examples of several runs (same conditions, different seeds) and compute paired "
-        "differences with bootstrap CIs; writes paired.json and paired.md.",
+        help="pool the examples of several `t2l eval` runs (e.g. seeds): means and paired differences",
+        description="Pool examples of several runs (same conditions, different seeds): per-task means and paired "
+        "differences with bootstrap CIs; writes paired.json, paired.md and pooled.png.",
     )
     combine.add_argument("runs", nargs="+", type=Path, help="output folders of `t2l eval`")
     combine.add_argument("--pairs", default=None, help="comma-separated 'a-b' condition pairs")
@@ -106,17 +106,20 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_combine(args: argparse.Namespace) -> int:
     import json
 
-    from text2lora.evaluation.report import combined_paired_report, paired_markdown
+    from text2lora.evaluation.report import combined_markdown, combined_paired_report, plot_results
     from text2lora.io_utils import atomic_file
 
     for run in args.runs:
         if not (run / "results.json").is_file() or not (run / "examples.jsonl").is_file():
             raise FileNotFoundError(f"{run} is not a `t2l eval` output folder (results.json and examples.jsonl).")
     report = combined_paired_report(args.runs, _split(args.pairs))
-    markdown = f"# Paired differences pooled over {len(args.runs)} runs\n\n" + paired_markdown(report["paired"])
+    markdown = combined_markdown(report)
+    args.out.mkdir(parents=True, exist_ok=True)
     with atomic_file(args.out / "paired.json") as handle:
         json.dump(report, handle, indent=2)
     with atomic_file(args.out / "paired.md") as handle:
         handle.write(markdown)
+    seeds = ", ".join(str(s) for s in report["seeds"])
+    plot_results(report, args.out / "pooled.png", title=f"{report['base_model']} | pooled over seeds {seeds}")
     print(markdown)
     return 0

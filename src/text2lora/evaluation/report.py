@@ -227,13 +227,75 @@ def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, 
     return examples, tasks
 
 
+def pooled_means(examples: list[dict], tasks: dict[str, Any], condition_names: list[str]) -> dict[str, Any]:
+    """Per task and condition, the primary metric's mean over every pooled example (each example first averaged
+    over the condition's descriptions), in the shape of a results document's "tasks" entry.
+
+    For completion NLL this is the mean of per-example NLLs, which can differ from a single run's token-weighted
+    figure."""
+    values = per_example_values(examples, tasks)
+    pooled: dict[str, Any] = {}
+    for name, info in tasks.items():
+        per_condition = {}
+        for condition in condition_names:
+            by_example = values.get((name, condition))
+            if by_example:
+                mean = float(np.mean(list(by_example.values())))
+                per_condition[condition] = {
+                    "n_runs": 1,
+                    "n_examples": len(by_example),
+                    "metrics": {info["primary_metric"]: {"mean": mean, "std": 0.0}},
+                }
+        if per_condition:
+            pooled[name] = {
+                "kind": info["kind"],
+                "primary_metric": info["primary_metric"],
+                "higher_is_better": info["higher_is_better"],
+                "n_examples": max(c["n_examples"] for c in per_condition.values()),
+                "conditions": per_condition,
+            }
+    return pooled
+
+
 def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None = None, iterations: int = 2000) -> dict:
-    """Paired differences pooled over several `t2l eval` runs (e.g. seeds 0, 1, 2): more examples, and
-    descriptions / random strings drawn anew for each seed."""
+    """Means and paired differences pooled over several `t2l eval` runs (e.g. seeds 0, 1, 2): more examples,
+    and descriptions / random strings drawn anew for each seed."""
     examples, tasks = combine_examples(run_dirs)
     names = sorted({e["condition"] for e in examples}, key=lambda n: list(CONDITIONS).index(n))
+    first = json.loads((Path(run_dirs[0]) / "results.json").read_text())
+    num_fewshot = first.get("config", {}).get("num_fewshot", 3)
+    pooled = pooled_means(examples, tasks, names)
     rows = paired_differences(examples, tasks, _pairs(pairs, names), iterations, seed=0)
-    return {"format": RESULTS_FORMAT + "-combined", "runs": [str(d) for d in run_dirs], "paired": rows}
+    return {
+        "format": RESULTS_FORMAT + "-combined",
+        "runs": [str(d) for d in run_dirs],
+        "seeds": [json.loads((Path(d) / "results.json").read_text()).get("config", {}).get("seed") for d in run_dirs],
+        "base_model": first.get("config", {}).get("base_model"),
+        "conditions": {name: {"label": condition_label(name, num_fewshot)} for name in names},
+        "tasks": pooled,
+        "summary": summarize(pooled, names),
+        "paired": rows,
+    }
+
+
+def combined_markdown(report: dict[str, Any]) -> str:
+    """The pooled means table and the pooled paired differences of `combined_paired_report`."""
+    seeds = ", ".join(str(s) for s in report["seeds"])
+    lines = [
+        f"# Pooled over {len(report['runs'])} runs (seeds {seeds})",
+        "",
+        (
+            "Means over every pooled example (an example drawn by two seeds counts twice), in %; completion NLL in "
+            "nats per token (mean of per-example values)."
+        ),
+        "",
+        *main_table_lines(report),
+        "",
+        "## Paired per-example differences",
+        "",
+        *paired_markdown(report["paired"]).rstrip("\n").split("\n"),
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def paired_markdown(rows: list[dict[str, Any]]) -> str:
@@ -286,28 +348,11 @@ def _fmt(value: float, metric: str, std: float | None = None) -> str:
     return f"{100 * value:.1f}" + (f" ± {100 * std:.1f}" if std is not None else "")
 
 
-def markdown_report(results: dict[str, Any]) -> str:
-    """The main table (tasks x conditions), summaries, paired differences and the list of runs."""
-    config = results["config"]
+def main_table_lines(results: dict[str, Any]) -> list[str]:
+    """Markdown rows of the tasks x conditions table with one average row per scope."""
     conditions = list(results["conditions"])
     labels = [results["conditions"][c]["label"] for c in conditions]
     lines = [
-        "# text2lora evaluation",
-        "",
-        (
-            f"- base model: `{config['base_model']}`; hypernetwork: `{config['t2l']}`; multi-task LoRA: "
-            f"`{config['mt_lora']}`; oracle LoRAs: `{config['oracle_loras']}`"
-        ),
-        (
-            f"- seed {config['seed']}; limit {config['limit']} examples per task (generation benchmarks: "
-            f"{config['generation_limit'] or config['limit']}); chat template: {config['chat_template']}; "
-            f"{config['num_descriptions']} descriptions per description condition; wall time {results['wall_s']:.0f} s"
-        ),
-        (
-            "- Accuracy-type metrics in %, mean over the examples; `± x`: standard deviation over the condition's "
-            "descriptions. Completion NLL: nats per token (lower is better)."
-        ),
-        "",
         "| task | metric | n | " + " | ".join(labels) + " |",
         "|---|---|---:|" + "---:|" * len(labels),
     ]
@@ -333,6 +378,31 @@ def markdown_report(results: dict[str, Any]) -> str:
                 partial = "" if entry["n_tasks"] == entry["of"] else f" ({entry['n_tasks']}/{entry['of']})"
                 cells.append(f"**{_fmt(entry['mean'], metric)}**{partial}")
         lines.append(f"| **average: {scope}** | {metric} | | " + " | ".join(cells) + " |")
+    return lines
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """The main table (tasks x conditions), summaries, paired differences and the list of runs."""
+    config = results["config"]
+    lines = [
+        "# text2lora evaluation",
+        "",
+        (
+            f"- base model: `{config['base_model']}`; hypernetwork: `{config['t2l']}`; multi-task LoRA: "
+            f"`{config['mt_lora']}`; oracle LoRAs: `{config['oracle_loras']}`"
+        ),
+        (
+            f"- seed {config['seed']}; limit {config['limit']} examples per task (generation benchmarks: "
+            f"{config['generation_limit'] or config['limit']}); chat template: {config['chat_template']}; "
+            f"{config['num_descriptions']} descriptions per description condition; wall time {results['wall_s']:.0f} s"
+        ),
+        (
+            "- Accuracy-type metrics in %, mean over the examples; `± x`: standard deviation over the condition's "
+            "descriptions. Completion NLL: nats per token (lower is better)."
+        ),
+        "",
+        *main_table_lines(results),
+    ]
     if results.get("missing_oracles"):
         lines += ["", f"No oracle LoRA for: {', '.join(results['missing_oracles'])}."]
     if results["paired"]:
@@ -371,9 +441,10 @@ def markdown_report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_results(results: dict[str, Any], path: str | Path) -> None:
+def plot_results(results: dict[str, Any], path: str | Path, title: str | None = None) -> None:
     """Grouped bars: one group per task (and per scope average), one bar per condition; error bars are the
-    standard deviation over descriptions. NLL tasks get their own panel (lower is better)."""
+    standard deviation over descriptions. NLL tasks get their own panel (lower is better). `title` defaults to
+    the run's base model, seed and limit."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -383,19 +454,19 @@ def plot_results(results: dict[str, Any], path: str | Path) -> None:
     panels = []
     higher = [(n, t) for n, t in results["tasks"].items() if t["primary_metric"] != "completion_nll"]
     lower = [(n, t) for n, t in results["tasks"].items() if t["primary_metric"] == "completion_nll"]
-    for members, scopes, title in (
+    for members, scopes, ylabel in (
         (higher, (BENCHMARK_SCOPE, HELDOUT_MC_SCOPE), "higher is better (%)"),
         (lower, (HELDOUT_NLL_SCOPE,), "completion NLL per token (lower is better)"),
     ):
         if members:
-            panels.append((members, [s for s in scopes if s in results["summary"]], title))
+            panels.append((members, [s for s in scopes if s in results["summary"]], ylabel))
     fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 1.1 * (len(higher) + 2) * 1.2), 4.5 * len(panels)),
                              squeeze=False)
     colors = plt.get_cmap("tab10")
-    for ax, (members, scopes, title) in zip(axes[:, 0], panels):
+    for ax, (members, scopes, ylabel) in zip(axes[:, 0], panels):
         groups = [n for n, _ in members] + [f"avg: {s}" for s in scopes]
         width = 0.8 / max(1, len(conditions))
-        scale = 1.0 if "NLL" in title else 100.0
+        scale = 1.0 if "NLL" in ylabel else 100.0
         for i, condition in enumerate(conditions):
             means, errs, partial = [], [], []
             for _, task in members:
@@ -410,7 +481,7 @@ def plot_results(results: dict[str, Any], path: str | Path) -> None:
                 errs.append(0.0)
                 partial.append(bool(entry) and entry["n_tasks"] < entry["of"])
             x = np.arange(len(groups)) + (i - (len(conditions) - 1) / 2) * width
-            bars = ax.bar(x, means, width, yerr=errs, label=results["conditions"][condition]["label"],
+            bars = ax.bar(x, means, width, yerr=errs if any(errs) else None, label=results["conditions"][condition]["label"],
                           color=colors(i % 10), capsize=2)
             for bar, is_partial in zip(bars, partial):
                 if is_partial:  # an average over only some of the tasks (e.g. oracle LoRAs for a few)
@@ -418,13 +489,15 @@ def plot_results(results: dict[str, Any], path: str | Path) -> None:
                     bar.set_alpha(0.5)
         ax.set_xticks(np.arange(len(groups)))
         ax.set_xticklabels(groups, rotation=30, ha="right")
-        ax.set_ylabel(title)
+        ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(fontsize=8, ncol=min(4, len(conditions)), loc="upper left", bbox_to_anchor=(0, 1.25))
-    config = results["config"]
     partial = any(e["n_tasks"] < e["of"] for row in results["summary"].values() for e in row.values())
     note = " | hatched: average over only some tasks" if partial else ""
-    fig.suptitle(f"{config['base_model']} | seed {config['seed']} | limit {config['limit']}{note}", y=1.02)
+    if title is None:
+        config = results["config"]
+        title = f"{config['base_model']} | seed {config['seed']} | limit {config['limit']}"
+    fig.suptitle(title + note, y=1.02)
     fig.tight_layout()
     with atomic_file(path, mode="wb") as handle:
         fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
