@@ -8,6 +8,7 @@ __version__ = "0.1.0.dev0"
 
 from transformers import AutoConfig, AutoModel
 
+from .adapter_similarity import adapter_gram
 from .adapters import GeneratedLora, read_adapter_metadata
 from .base_models import DEFAULT_BASE_MODEL, load_base_model, resolve_base_model
 from .cache import AdapterCache
@@ -59,6 +60,7 @@ __all__ = [
     "T2LOutput",
     "TextLoraConfig",
     "VLLMAdapterClient",
+    "adapter_gram",
     "convert_reference",
     "load_base_model",
     "load_description_adapter",
