@@ -322,3 +322,20 @@ def test_eval_combine_pools_means_and_plots(full_run, tmp_path):
     markdown = (out / "paired.md").read_text()
     assert "| arc_easy | acc_norm |" in markdown and "T2L (held-out desc.)" in markdown
     assert (out / "pooled.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_other_task_descriptions_do_not_depend_on_how_held_out_tasks_are_split(full_run, adapters, collection_dir, tmp_path):
+    """A run over one held-out task picks the same "other task" descriptions as a run over all of them, so an
+    evaluation split over processes with --collection-tasks and assembled with --resume reuses every run."""
+
+    def other_runs(out, **overrides):
+        config = _config(out, adapters, collection_dir, benchmarks=[], conditions=["t2l_other"], **overrides)
+        runner = EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"], hypernetwork=full_run["t2l"])
+        runs = runner.run()["runs"]
+        return {(r["task"], r["variant"]): (r["description"], r["description_origin"]) for r in runs}
+
+    together = other_runs(tmp_path / "all")
+    alone = other_runs(tmp_path / "one", collection_tasks=["fixture.colors"])
+    assert set(alone) == {k for k in together if k[0] == "fixture.colors"} and alone
+    assert alone == {k: v for k, v in together.items() if k[0] == "fixture.colors"}
+    assert all(origin == "fixture.echo" for _, origin in alone.values())  # the only other held-out task

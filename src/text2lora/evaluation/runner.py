@@ -230,7 +230,15 @@ class EvalRunner:
         if config.collection is not None:
             from .collection import collection_task_configs, load_collection_tasks
 
-            for task in load_collection_tasks(config.collection, config.collection_split, config.collection_tasks):
+            every_task = load_collection_tasks(config.collection, config.collection_split)
+            selected = every_task
+            if config.collection_tasks is not None:
+                selected = load_collection_tasks(config.collection, config.collection_split, config.collection_tasks)
+            # Like the benchmarks', every held-out task's descriptions feed "other task" picks, so a run split by
+            # --collection-tasks over several processes draws the same descriptions as one run over all of them.
+            for task in every_task:
+                evaluation_descriptions.setdefault(task.name, list(task.heldout_descriptions))
+            for task in selected:
                 configs = collection_task_configs(
                     task, self.tokenizer, generate=config.collection_generate, max_gen_toks=config.max_gen_toks or 128,
                     chat_template=config.chat_template,
