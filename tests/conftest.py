@@ -13,6 +13,8 @@ import tempfile
 
 os.environ["TEXT2LORA_ADAPTER_CACHE_DIR"] = tempfile.mkdtemp(prefix="t2l-adapter-cache-")
 
+import ipaddress
+import socket
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,32 @@ import torch
 
 import text2lora  # noqa: F401  (registers Auto classes and the PEFT / transformers hooks)
 from text2lora import T2LConfig, T2LModel
+
+# No test may reach the network (there is none here or in CI): a connection to anything but this machine fails
+# loudly in the test process, so a Hub call that slipped past the offline flags and fakes shows up as an error.
+_real_connect, _real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+
+def _is_local(address) -> bool:
+    if not isinstance(address, tuple):  # a Unix socket path
+        return True
+    host = address[0].split("%")[0]
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return ip.is_loopback or ip.is_unspecified
+
+
+def _refuse_remote(address) -> None:
+    if not _is_local(address):
+        raise OSError(f"tests must not reach the network (connect to {address!r}); use a local fixture or fake")
+
+
+socket.socket.connect = lambda sock, address: (_refuse_remote(address), _real_connect(sock, address))[1]
+socket.socket.connect_ex = lambda sock, address: (_refuse_remote(address), _real_connect_ex(sock, address))[1]
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>\n' }}"

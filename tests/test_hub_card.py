@@ -248,3 +248,18 @@ def test_t2l_eval_results_saved_with_a_checkpoint_are_compacted(tiny_t2l, tmp_pa
 def test_card_object_is_a_hub_model_card(hub_named_t2l):
     card = hypernetwork_card(hub_named_t2l, repo_id="me/x", license="apache-2.0")
     assert card.data.library_name == "text2lora" and card.data.license == "apache-2.0"
+
+
+def test_tests_cannot_reach_the_network():
+    """The guard in conftest: a Hub-like remote address is refused before any packet leaves, localhost is not."""
+    import socket
+
+    with pytest.raises(OSError, match="must not reach the network"):
+        socket.create_connection(("203.0.113.7", 443), timeout=1)  # TEST-NET-3, never routed
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    try:
+        socket.create_connection(server.getsockname(), timeout=1).close()
+    finally:
+        server.close()
