@@ -4,7 +4,7 @@ Casts the weights to bfloat16 (the L variant is 36 MB in float32; the package al
 weights, the evaluation results and a model card (with the notes in TRAINING_NOTES.md appended) into
 `src/text2lora/default_checkpoint/` through a temporary folder, so a failed run leaves the old one in place.
 
-    python recipes/smollm2/package_default.py CHECKPOINT_DIR [EVAL_RESULTS.json ...]
+    python recipes/smollm2/package_default.py CHECKPOINT_DIR [EVAL_RESULTS.json]
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ REPO_ID = "text2lora/t2l-smollm2-135m-instruct"
 KEEP = ("config.json", "model.safetensors", "README.md", "eval_results.json")
 
 
-def main(checkpoint: str, *eval_files: str) -> None:
+def main(checkpoint: str, eval_file: str | None = None) -> None:
     import torch
 
     from text2lora import T2LModel
 
     model = T2LModel.from_pretrained(checkpoint).to(torch.bfloat16).eval()
-    results = json.loads(Path(eval_files[0]).read_text()) if eval_files else None
+    results = json.loads(Path(eval_file).read_text()) if eval_file else None
     with tempfile.TemporaryDirectory(dir=TARGET.parent) as tmp:
         staging = Path(tmp) / "checkpoint"
         model.save_pretrained(staging, eval_results=results, license="apache-2.0", tags=["smollm2"])
@@ -48,4 +48,4 @@ def main(checkpoint: str, *eval_files: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    main(*sys.argv[1:3])

@@ -89,14 +89,21 @@ def load_collection_tasks(collection: Any, split: str = "validation", tasks: lis
         else:
             record["target"] = record["answer"].strip() or row["completion"]
             task.completion_rows.append(record)
-    if tasks is not None:
-        unknown = sorted(set(tasks) - set(grouped))
-        if unknown:
-            raise ValueError(f"Task(s) {unknown} are not in the {split!r} split; it has {list(grouped)[:10]}...")
     for task in grouped.values():
         if not task.heldout_descriptions:
             raise ValueError(f"Held-out task {task.name!r} has no heldout_descriptions; the collection is incomplete.")
-    return list(grouped.values())
+    return select_tasks(list(grouped.values()), tasks, split)
+
+
+def select_tasks(loaded: list[CollectionTask], names: list[str] | None, split: str = "validation") -> list[CollectionTask]:
+    """The tasks of `loaded` named in `names` (all when `None`); a `ValueError` names any that are missing."""
+    if names is None:
+        return loaded
+    found = {task.name for task in loaded}
+    unknown = sorted(set(names) - found)
+    if unknown:
+        raise ValueError(f"Task(s) {unknown} are not in the {split!r} split; it has {sorted(found)[:10]}...")
+    return [task for task in loaded if task.name in set(names)]
 
 
 def _gold_index(choices: list[str], answer: Any, task: str, row: int) -> int:

@@ -206,17 +206,20 @@ def _natural(key: str):
     return (0, int(key)) if str(key).isdigit() else (1, str(key))
 
 
-def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, Any]]:
+def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, Any], list[dict[str, Any]]]:
     """Pool the per-example rows of several runs (e.g. seeds) so `paired_differences` can use them all.
 
     Each run's examples are kept apart (ids prefixed with the run's position): an example that two seeds both
-    drew was evaluated twice, with different descriptions, and counts twice.
+    drew was evaluated twice, with different descriptions, and counts twice. Returns the examples, the tasks
+    and each run's settings.
     """
     examples: list[dict] = []
     tasks: dict[str, Any] = {}
+    configs: list[dict[str, Any]] = []
     for position, run_dir in enumerate(run_dirs):
         run_dir = Path(run_dir)
         results = json.loads((run_dir / "results.json").read_text())
+        configs.append(results.get("config", {}))
         for name, info in results["tasks"].items():
             tasks.setdefault(name, info)
         with open(run_dir / "examples.jsonl", encoding="utf-8") as handle:
@@ -224,7 +227,7 @@ def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, 
                 row = json.loads(line)
                 row["example"] = f"run{position}:{row['example']}"
                 examples.append(row)
-    return examples, tasks
+    return examples, tasks, configs
 
 
 def pooled_means(examples: list[dict], tasks: dict[str, Any], condition_names: list[str]) -> dict[str, Any]:
@@ -260,17 +263,16 @@ def pooled_means(examples: list[dict], tasks: dict[str, Any], condition_names: l
 def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None = None, iterations: int = 2000) -> dict:
     """Means and paired differences pooled over several `t2l eval` runs (e.g. seeds 0, 1, 2): more examples,
     and descriptions / random strings drawn anew for each seed."""
-    examples, tasks = combine_examples(run_dirs)
+    examples, tasks, configs = combine_examples(run_dirs)
     names = sorted({e["condition"] for e in examples}, key=lambda n: list(CONDITIONS).index(n))
-    first = json.loads((Path(run_dirs[0]) / "results.json").read_text())
-    num_fewshot = first.get("config", {}).get("num_fewshot", 3)
+    num_fewshot = configs[0].get("num_fewshot", 3)
     pooled = pooled_means(examples, tasks, names)
     rows = paired_differences(examples, tasks, _pairs(pairs, names), iterations, seed=0)
     return {
         "format": RESULTS_FORMAT + "-combined",
         "runs": [str(d) for d in run_dirs],
-        "seeds": [json.loads((Path(d) / "results.json").read_text()).get("config", {}).get("seed") for d in run_dirs],
-        "base_model": first.get("config", {}).get("base_model"),
+        "seeds": [config.get("seed") for config in configs],
+        "base_model": configs[0].get("base_model"),
         "conditions": {name: {"label": condition_label(name, num_fewshot)} for name in names},
         "tasks": pooled,
         "summary": summarize(pooled, names),

@@ -228,12 +228,10 @@ class EvalRunner:
                                         "<benchmark>.yaml in --descriptions-dir.")
             evaluation_descriptions.update({name: list(s.evaluation) for name, s in sets.items()})
         if config.collection is not None:
-            from .collection import collection_task_configs, load_collection_tasks
+            from .collection import collection_task_configs, load_collection_tasks, select_tasks
 
             every_task = load_collection_tasks(config.collection, config.collection_split)
-            selected = every_task
-            if config.collection_tasks is not None:
-                selected = load_collection_tasks(config.collection, config.collection_split, config.collection_tasks)
+            selected = select_tasks(every_task, config.collection_tasks, config.collection_split)
             # Like the benchmarks', every held-out task's descriptions feed "other task" picks, so a run split by
             # --collection-tasks over several processes draws the same descriptions as one run over all of them.
             for task in every_task:
