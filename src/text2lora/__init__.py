@@ -6,6 +6,10 @@ tuner about `TextLoraConfig`, and adds `load_description_adapter` to transformer
 
 __version__ = "0.1.0.dev0"
 
+from ._compat import check_transformers_peft
+
+check_transformers_peft()  # before anything imports peft: one clear line for a transformers/peft pair that breaks
+
 from transformers import AutoConfig, AutoModel
 
 from .adapter_similarity import adapter_gram

@@ -55,7 +55,9 @@ def download_bigbench_archive(directory: str | os.PathLike | None = None) -> Pat
     """Fetch `bigbench-1.0.0.tar.gz` from PyPI into `directory` (default: the text2lora cache) and verify it.
 
     pip is asked first (it honours the user's index configuration). pip >= 26.3 refuses this sdist because its
-    metadata declares a direct-URL dependency; the fallback then downloads the same file from PyPI's JSON API.
+    metadata declares a direct-URL dependency; the fallback then downloads the same file through PyPI's simple
+    index (its JSON form, PEP 691, which registry mirrors serve too; the older per-release JSON API is not always
+    reachable).
     Either way the file is checked against its known SHA-256.
     """
     directory = Path(directory or default_archive_dir())
@@ -69,10 +71,10 @@ def download_bigbench_archive(directory: str | os.PathLike | None = None) -> Pat
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not target.is_file():
         print(
-            "pip could not fetch the sdist (recent pip rejects its metadata); using PyPI's JSON API.",
+            "pip could not fetch the sdist (recent pip rejects its metadata); using PyPI's simple index.",
             file=sys.stderr,
         )
-        _download_from_pypi_json(target)
+        _download_from_simple_index(target)
     if _sha256(target) != BIGBENCH_SHA256:
         target.unlink()
         raise OSError(
@@ -82,10 +84,14 @@ def download_bigbench_archive(directory: str | os.PathLike | None = None) -> Pat
     return target
 
 
-def _download_from_pypi_json(target: Path) -> None:
-    with urllib.request.urlopen("https://pypi.org/pypi/bigbench/1.0.0/json", timeout=60) as response:
-        release = json.load(response)
-    urls = [f["url"] for f in release["urls"] if f["filename"] == BIGBENCH_SDIST]
+SIMPLE_INDEX_URL = "https://pypi.org/simple/bigbench/"
+
+
+def _download_from_simple_index(target: Path) -> None:
+    request = urllib.request.Request(SIMPLE_INDEX_URL, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        project = json.load(response)
+    urls = [f["url"] for f in project["files"] if f["filename"] == BIGBENCH_SDIST]
     if not urls:
         raise OSError(
             f"PyPI lists no {BIGBENCH_SDIST}; download it by hand and pass --bigbench-archive PATH."
