@@ -12,6 +12,16 @@ from typing import Any
 # The default: T2L-L for SmolLM2-135M-Instruct, SFT on the 277-task collection (recipes/smollm2/, README "Results").
 PACKAGED_CHECKPOINTS: dict[str, str] = {"text2lora/t2l-smollm2-135m-instruct": "default_checkpoint"}
 DEFAULT_CHECKPOINT: str | None = "text2lora/t2l-smollm2-135m-instruct"
+# Name -> folder of baseline adapters shipped beside it (plain PEFT LoRA folders), so its tables can be re-run.
+PACKAGED_ADAPTERS: dict[str, str] = {"text2lora/mt-lora-smollm2-135m-instruct": "default_checkpoint/mt_lora"}
+
+
+def resolve_adapter(name_or_path: str | os.PathLike) -> str:
+    """A local adapter folder as is, or the folder of a packaged baseline adapter named in PACKAGED_ADAPTERS."""
+    name = str(name_or_path)
+    if not Path(name).is_dir() and name in PACKAGED_ADAPTERS:
+        return str(Path(__file__).parent / PACKAGED_ADAPTERS[name])
+    return name
 
 
 def resolve_checkpoint(name_or_path: str | os.PathLike, **_: Any) -> str:

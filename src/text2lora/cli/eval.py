@@ -18,7 +18,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--base", default="HuggingFaceTB/SmolLM2-135M-Instruct", help="base model name or folder")
     parser.add_argument("--t2l", default=None, help="hypernetwork folder or name (T2L conditions)")
-    parser.add_argument("--mt-lora", default=None, help="multi-task LoRA adapter folder (PEFT)")
+    parser.add_argument(
+        "--mt-lora", default=None,
+        help="multi-task LoRA adapter folder (PEFT), or text2lora/mt-lora-smollm2-135m-instruct (packaged baseline)",
+    )
     parser.add_argument("--oracle-loras", default=None, help="folder of per-task adapter folders named by task")
     parser.add_argument("--benchmarks", default="all", help="comma-separated benchmark ids, 'all', or 'none'")
     parser.add_argument(

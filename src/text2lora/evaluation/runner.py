@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..base_models import DEFAULT_BASE_MODEL
+from ..checkpoints import resolve_adapter
 from ..io_utils import atomic_file
 from .adapter_switch import AdapterSwitch
 from .benchmarks import BENCHMARKS, load_task_configs, parse_benchmarks, resolve_benchmark_dir
@@ -126,6 +127,8 @@ class EvalConfig:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}.")
         if self.benchmarks == [] and self.collection is None:
             raise ValueError("Nothing to evaluate: give benchmarks, or a --collection with held-out tasks.")
+        if self.mt_lora is not None:
+            self.mt_lora = resolve_adapter(self.mt_lora)  # a folder, or a packaged baseline's name
         for path_field in ("mt_lora", "oracle_loras"):
             value = getattr(self, path_field)
             if value is not None and not Path(value).is_dir():

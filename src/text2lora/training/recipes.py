@@ -138,7 +138,9 @@ def build_hypernetwork(spec: Any, *, base_model: Any = None, seed: int = 0, **fo
     from ..modeling_t2l import T2LModel
 
     if isinstance(spec, (str, os.PathLike)):
-        return T2LModel.from_pretrained(spec)  # `forced` settings apply to new hypernetworks only
+        # Trained further in float32 whatever it was stored in (the shipped default is bfloat16): optimiser steps
+        # on bfloat16 weights would round most updates away. `forced` settings apply to new hypernetworks only.
+        return T2LModel.from_pretrained(spec, dtype=torch.float32)
     settings = dict(spec or {})
     settings.update(forced)
     torch.manual_seed(seed)
