@@ -1,0 +1,198 @@
+"""Issue 17's validation curve: each checkpoint of the continued SFT run on the collection's 10 held-out
+validation tasks (never trained on), with fixed examples and held-out descriptions, against fixed reference lines.
+
+    python recipes/smollm2/learning_curve.py            # evaluate new checkpoints once, write table + plot
+    python recipes/smollm2/learning_curve.py --watch    # keep doing so as training writes checkpoints
+
+Every point is one `t2l eval` run (completion NLL and greedy exact match, `--collection-generate`) on the same
+examples (seed 2: neither the variant choice's seed 0 nor the README's seed 1), 2 held-out descriptions per task.
+Step 0 is the shipped default; its run also holds the reference lines: the base model, the packaged multi-task
+LoRA and the default with random strings. Differences are paired per example, pooled as the mean of task means,
+with 95% bootstrap CIs stratified by task. Only validation tasks are used: no checkpoint is chosen on benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from text2lora.evaluation.metrics import bootstrap_ci
+
+RUN = Path("runs/smollm2/t2l-sft-continue")
+OUT = Path("runs/smollm2/curve")
+RESULTS = Path("docs/results")
+DEFAULT = "text2lora/t2l-smollm2-135m-instruct"
+MT_LORA = "text2lora/mt-lora-smollm2-135m-instruct"
+COLLECTION = Path("~/.cache/text2lora/data/collection").expanduser()
+FIRST_RUN_SEQUENCES = 650 * 16 * 4  # the shipped default: 650 steps of 16 tasks x 4 examples
+SEQUENCES_PER_STEP = 8 * 1  # recipes/smollm2/t2l_sft_continue.yaml: 8 tasks x 1 example
+REFERENCES = ("base", "mt_lora", "t2l_random")
+
+
+def checkpoints(run: Path) -> dict[int, Path]:
+    found = {int(m.group(1)): p for p in run.glob("checkpoint-*") if (m := re.fullmatch(r"checkpoint-(\d+)", p.name))}
+    return {step: path for step, path in sorted(found.items()) if (path / "model.safetensors").is_file()}
+
+
+def evaluate(t2l: str, conditions: str, out: Path, limit: int, seed: int) -> None:
+    if (out / "results.json").is_file():
+        return
+    command = [
+        sys.executable, "-m", "text2lora", "eval", "--t2l", t2l, "--mt-lora", MT_LORA, "--benchmarks", "none",
+        "--collection", str(COLLECTION), "--collection-generate", "--limit", str(limit), "--seed", str(seed),
+        "--num-descriptions", "2", "--conditions", conditions, "--threads", "1", "--quiet", "--resume",
+        "--out", str(out),
+    ]  # fmt: skip
+    print(f"[curve] evaluating {t2l} ({conditions})", flush=True)
+    subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def per_example(run_dir: Path) -> dict[str, dict[str, dict[tuple[str, str], float]]]:
+    """condition -> metric -> (task, example) -> value averaged over description variants."""
+    values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    with (run_dir / "examples.jsonl").open() as f:
+        for line in f:
+            record = json.loads(line)
+            for metric in ("completion_nll", "exact_match"):
+                if metric in record["metrics"]:
+                    values[record["condition"]][metric][(record["task"], record["example"])].append(
+                        float(record["metrics"][metric])
+                    )
+    return {c: {m: {k: float(np.mean(v)) for k, v in d.items()} for m, d in ms.items()} for c, ms in values.items()}
+
+
+def pooled(values: dict[tuple[str, str], float]) -> float:
+    by_task = defaultdict(list)
+    for (task, _), v in values.items():
+        by_task[task].append(v)
+    return float(np.mean([np.mean(v) for v in by_task.values()]))
+
+
+def paired(a: dict, b: dict) -> tuple[float, float, float, int]:
+    shared = sorted(set(a) & set(b))
+    diffs = np.array([a[k] - b[k] for k in shared])
+    strata = [k[0] for k in shared]
+    labels = np.asarray(strata)
+    mean = float(np.mean([diffs[labels == s].mean() for s in dict.fromkeys(strata)]))
+    low, high = bootstrap_ci(diffs, iterations=2000, seed=0, strata=strata)
+    return mean, low, high, len(shared)
+
+
+def build_table(out: Path) -> list[dict]:
+    reference = per_example(out / "step-0")
+    rows = []
+    for step_dir in sorted(out.glob("step-*"), key=lambda p: int(p.name.split("-")[1])):
+        if not (step_dir / "results.json").is_file():
+            continue
+        step = int(step_dir.name.split("-")[1])
+        t2l = per_example(step_dir)["t2l"]
+        row = {"step": step, "sequences": FIRST_RUN_SEQUENCES + SEQUENCES_PER_STEP * step}
+        for metric in ("completion_nll", "exact_match"):
+            row[metric] = pooled(t2l[metric])
+            for other, values in (("default", reference["t2l"][metric]), ("mt_lora", reference["mt_lora"][metric])):
+                mean, low, high, n = paired(t2l[metric], values)
+                row[f"{metric}_vs_{other}"] = [mean, low, high]
+                row["n_" + metric] = n
+        rows.append(row)
+    return rows
+
+
+def reference_lines(out: Path) -> dict[str, dict[str, float]]:
+    reference = per_example(out / "step-0")
+    return {c: {m: pooled(reference[c][m]) for m in ("completion_nll", "exact_match")} for c in REFERENCES}
+
+
+def write_outputs(rows: list[dict], references: dict, results: Path) -> None:
+    results.mkdir(parents=True, exist_ok=True)
+    fmt = lambda d, s=1: f"{d[0] * s:+.3f} [{d[1] * s:+.3f}, {d[2] * s:+.3f}]"  # noqa: E731
+    lines = [
+        "# Learning curve: continued T2L-SFT of the shipped default (validation tasks only)",
+        "",
+        "Made by `recipes/smollm2/learning_curve.py`: the 10 held-out validation tasks of the collection, seed 2,",
+        "2 held-out descriptions per task; completion NLL (nats/token, lower is better) and greedy exact match (%).",
+        "Differences are paired per example, mean of task means, 95% bootstrap CI stratified by task. Step 0 is the",
+        "shipped default (650 GPU steps of 64 sequences = 41,600 sequences); each CPU step adds 8 sequences.",
+        "",
+        "| step | sequences | NLL | NLL vs default | NLL vs multi-task LoRA | exact match | EM vs default | EM vs multi-task LoRA |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['step']} | {r['sequences']:,} | {r['completion_nll']:.3f} | {fmt(r['completion_nll_vs_default'])} | "
+            f"{fmt(r['completion_nll_vs_mt_lora'])} | {100 * r['exact_match']:.1f} | "
+            f"{fmt(r['exact_match_vs_default'], 100)} | {fmt(r['exact_match_vs_mt_lora'], 100)} |"
+        )
+    lines += ["", "Reference lines (fixed, on the same examples):", ""]
+    labels = {"base": "base model", "mt_lora": "multi-task LoRA (packaged)", "t2l_random": "shipped default, random strings"}
+    for name, values in references.items():
+        lines.append(f"- {labels[name]}: NLL {values['completion_nll']:.3f}, exact match {100 * values['exact_match']:.1f}")
+    (results / "learning_curve.md").write_text("\n".join(lines) + "\n")
+    (results / "learning_curve.json").write_text(json.dumps({"rows": rows, "references": references}, indent=1))
+    plot(rows, references, results / "learning_curve.png")
+
+
+def plot(rows: list[dict], references: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    x = [r["sequences"] for r in rows]
+    for ax, metric, scale, label in ((axes[0], "completion_nll", 1, "completion NLL (nats/token)"),
+                                     (axes[1], "exact_match", 100, "greedy exact match (%)")):
+        y = [scale * r[metric] for r in rows]
+        # CI of each point from its paired difference with the default, drawn around the point.
+        base_y = y[0] if rows else 0
+        err_low = [scale * (r[f"{metric}_vs_default"][0] - r[f"{metric}_vs_default"][1]) for r in rows]
+        err_high = [scale * (r[f"{metric}_vs_default"][2] - r[f"{metric}_vs_default"][0]) for r in rows]
+        ax.errorbar(x, y, yerr=[err_low, err_high], marker="o", capsize=3, label="T2L (held-out descriptions)")
+        styles = {"mt_lora": ("tab:red", "--"), "t2l_random": ("tab:gray", ":"), "base": ("black", "-.")}
+        for name, values in references.items():
+            color, style = styles[name]
+            ax.axhline(scale * values[metric], color=color, linestyle=style, label=name.replace("_", " "))
+        ax.set_xlabel("training sequences seen")
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" (")[0] + f" (step 0 = shipped default, {base_y:.2f})")
+    axes[0].legend(fontsize=8)
+    fig.suptitle("Continued T2L-SFT on the CPU: 10 held-out validation tasks (error bars: 95% CI of the paired change)")
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, default=RUN)
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--every", type=int, default=225, help="evaluate checkpoints whose step is a multiple of this")
+    parser.add_argument("--watch", action="store_true", help="keep evaluating new checkpoints (poll every 5 min)")
+    args = parser.parse_args()
+    evaluate(DEFAULT, "t2l,t2l_random,mt_lora,base", args.out / "step-0", args.limit, args.seed)
+    while True:
+        for step, path in checkpoints(args.run).items():
+            if step % args.every == 0:
+                evaluate(str(path), "t2l", args.out / f"step-{step}", args.limit, args.seed)
+        rows = build_table(args.out)
+        write_outputs(rows, reference_lines(args.out), args.results)
+        print(f"[curve] {len(rows)} point(s): {args.results / 'learning_curve.md'}", flush=True)
+        if not args.watch:
+            return 0
+        time.sleep(300)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
