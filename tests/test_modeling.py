@@ -322,3 +322,29 @@ def test_an_adapter_does_not_depend_on_the_other_descriptions_in_its_batch(varia
         together = model.generate_lora(batch)[0]
         for key, value in alone.state_dict.items():
             torch.testing.assert_close(together.state_dict[key], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("variant", ["L", "M", "S"])
+def test_an_adapter_is_bit_identical_alone_and_inside_batches_of_any_size(variant, dtype):
+    """Same description, same adapter, whatever else is generated with it (SmolLM2 shapes, random weights: with
+    bias-HyperInit's zero heads every adapter would be trivially the same)."""
+    config = T2LConfig(
+        variant=variant, target_modules=["q_proj", "v_proj"], lora_r=8, num_layers=30,
+        module_shapes={"q_proj": [576, 576], "v_proj": [576, 192]}, task_embedding_size=384,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = T2LModel(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.05)
+    model.to(dtype)
+    embeddings = torch.randn(64, 384, generator=torch.Generator().manual_seed(1))
+    for index in (0, 3):
+        alone = model.generate_lora(embeddings[index])
+        for n in (2, 4, 5, 8, 17) + ((64,) if variant == "L" else ()):
+            if index >= n:
+                continue
+            in_batch = model.generate_lora(embeddings[:n])[index]
+            for key, tensor in alone.state_dict.items():
+                assert torch.equal(tensor, in_batch.state_dict[key]), (variant, dtype, index, n, key)

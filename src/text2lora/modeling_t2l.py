@@ -20,7 +20,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .adapters import GeneratedLora, check_finite, factors_to_state_dict, lora_config_from_t2l
+from .adapters import GeneratedLora, factors_to_state_dict, lora_config_from_t2l
 from .configuration_t2l import T2LConfig
 from .encoder import DescriptionEncoder
 
@@ -84,14 +84,36 @@ def rotary_rank_code(x: torch.Tensor, base: float) -> torch.Tensor:
     return x * cos + rotated * sin
 
 
+def per_description(fn, x: torch.Tensor, dim: int, out_dim: int | None = None) -> torch.Tensor:
+    """`fn` on each description's slice of `x` (along `dim`) separately, results joined along `out_dim`.
+
+    Batch invariance: a BLAS product's rounding can depend on how many rows share the call (measured: MKL's
+    1-row vs n-row paths in float32, oneDNN's bfloat16 kernels for 60 vs 300 rows), so the small trunk runs per
+    description and only the heads, whose rounding does not depend on the number of columns, see the whole batch.
+    """
+    if x.shape[dim] == 1:
+        return fn(x.contiguous())
+    # contiguous: a strided slice is another memory layout, and bfloat16 kernels round differently on it
+    parts = [fn(part.contiguous()) for part in x.split(1, dim=dim)]
+    return torch.cat(parts, dim=dim if out_dim is None else out_dim)
+
+
 def apply_head(head: nn.Linear, features: torch.Tensor) -> torch.Tensor:
     """`head(features)`: the one place the output heads (the bulk of the hypernetwork) are applied.
 
-    Kept as `x @ W^T` on purpose: computing it as `W @ x^T` is ~20% faster on CPU, but its rounding then depends
-    on how many rows share the call, so one description's adapter changed with the other descriptions in its
-    batch (seen as 1e-4 logit differences between `save_adapter` and `load_description_adapter`).
+    Computed as `(W @ x^T)^T`: with the head weight as the GEMM's left operand MKL does not re-pack the large
+    weight on every call, which makes one Mistral-shape L adapter ~15% faster on CPU than `x @ W^T`
+    (`benchmarks/bench_generate.py --heads`). The result is a transposed view (no copy); adapters are made
+    contiguous one at a time when they are handed out. Every row's result is bit-identical whatever the number of
+    rows in the call (tests/test_modeling.py checks adapters alone vs inside batches); the batch dependence once
+    blamed on this form came from the task projection, now computed one description at a time (`_trunk`).
     """
-    return head(features)
+    rows = features.reshape(-1, features.shape[-1])
+    if head.bias is None:
+        out = torch.mm(head.weight, rows.transpose(0, 1))
+    else:
+        out = torch.addmm(head.bias[:, None], head.weight, rows.transpose(0, 1))
+    return out.transpose(0, 1).unflatten(0, features.shape[:-1])
 
 
 class T2LPreTrainedModel(PreTrainedModel):
@@ -232,7 +254,9 @@ class T2LModel(T2LPreTrainedModel):
         """Conditioning vectors for all (module, description, layer) triples through mixer and first block."""
         config = self.config
         n_modules, batch, n_layers = len(config.target_modules), task_embeddings.shape[0], config.num_layers
-        task = self.task_norm(self.task_projection(task_embeddings))
+        # One description at a time (see `per_description`): a 1-row product takes another BLAS path than an n-row
+        # one, so projecting the batch at once made an adapter depend (to ~1e-7) on its batch-mates.
+        task = self.task_norm(torch.stack([self.task_projection(row) for row in task_embeddings]))
         layer = self.layer_embedding_norm(self.layer_embedding.weight)
         module = self.module_embedding_norm(self.module_embedding.weight)
         x = torch.cat(
@@ -243,37 +267,50 @@ class T2LModel(T2LPreTrainedModel):
             ],
             dim=-1,
         )
-        return self.residual_block_1(self.mixer(x))
+        return per_description(lambda part: self.residual_block_1(self.mixer(part)), x, dim=1)
 
     def _heads_joint(self, hidden: torch.Tensor):
         """L: one head output per (description, layer) holds A then B (B stored rank-major)."""
         config, r = self.config, self.config.lora_r
-        features = self.output_block(self.residual_block_2(hidden))  # [M, B, L, H]
+        features = per_description(lambda part: self.output_block(self.residual_block_2(part)), hidden, dim=1)  # [M, B, L, H]
         lora_A, lora_B = {}, {}
         for index, name in enumerate(config.target_modules):
             d_in, d_out = config.module_shapes[name]
-            flat = apply_head(self.heads[name], features[index])  # [B, L, r*(in+out)]
+            flat = self._apply_head(name, features[index], description_dim=0)  # [B, L, r*(in+out)]
             lora_A[name] = flat[..., : r * d_in].unflatten(-1, (r, d_in))
             lora_B[name] = flat[..., r * d_in :].unflatten(-1, (r, d_out)).transpose(-1, -2)
         return lora_A, lora_B
+
+    def _apply_head(self, name: str, features: torch.Tensor, description_dim: int) -> torch.Tensor:
+        """The head of module `name` on the whole batch in float32 (bit-identical per column whatever the batch,
+        tested for 1-64 descriptions); in half precision one description at a time, because bfloat16 kernels
+        pick their blocking by the number of columns (an S adapter changed inside a batch of 4)."""
+        head = self.heads[name]
+        if features.dtype == torch.float32:
+            return apply_head(head, features)
+        return per_description(lambda part: apply_head(head, part), features, dim=description_dim)
 
     def _heads_per_factor(self, hidden: torch.Tensor):
         """M and S: a second pass per factor (A, B), told apart by the (module, factor) embedding."""
         config, r = self.config, self.config.lora_r
         ab = torch.stack([self.ab_embeddings[m] for m in config.target_modules])  # [M, 2, D]
         ab = self.ab_embedding_norm(ab)[:, :, None, None, :]
-        g = self.residual_block_2(hidden[:, None] + ab)  # [M, 2, B, L, D]
-        if config.variant == "S":
-            g = g[..., None, :].expand(*g.shape[:-1], r, g.shape[-1])
-            if self.rank_embedding is None:
-                g = self.residual_block_2(rotary_rank_code(g, config.rope_base))  # [M, 2, B, L, r, D]
-            else:
-                g = g + self.residual_block_2(self.rank_embedding_norm(self.rank_embedding.weight))
-        features = self.output_block(g)
+
+        def features_of(part: torch.Tensor) -> torch.Tensor:  # [M, 1, L, D] -> [M, 2, 1, L, (r,) H]
+            g = self.residual_block_2(part[:, None] + ab)  # [M, 2, 1, L, D]
+            if config.variant == "S":
+                g = g[..., None, :].expand(*g.shape[:-1], r, g.shape[-1])
+                if self.rank_embedding is None:
+                    g = self.residual_block_2(rotary_rank_code(g, config.rope_base))  # [M, 2, 1, L, r, D]
+                else:
+                    g = g + self.residual_block_2(self.rank_embedding_norm(self.rank_embedding.weight))
+            return self.output_block(g)
+
+        features = per_description(features_of, hidden, dim=1, out_dim=2)
         lora_A, lora_B = {}, {}
         for index, name in enumerate(config.target_modules):
             d_in, d_out = config.module_shapes[name]
-            out = apply_head(self.heads[name], features[index])
+            out = self._apply_head(name, features[index], description_dim=1)
             if config.variant == "M":
                 out = out.unflatten(-1, (r, max(d_in, d_out)))
             lora_A[name] = out[0, ..., :d_in]
@@ -367,8 +404,15 @@ class T2LModel(T2LPreTrainedModel):
                 starts = tqdm(starts, desc="Generating adapters", unit="batch")
             for start in starts:
                 out = self(embeddings[start : start + batch_size])
+                finite = self._finite_per_description(out)
                 for offset in range(out.lora_A[self.config.target_modules[0]].shape[0]):
                     label = labels[start + offset]
+                    if not finite[offset]:
+                        what = repr(label) if label is not None else "a task embedding"
+                        raise ValueError(
+                            f"The generated adapter for {what} has non-finite values (NaN or inf). The hypernetwork's "
+                            "weights are probably corrupt or diverged in training; use another checkpoint."
+                        )
                     adapters.append(self._to_adapter(out, offset, label, weights))
         finally:
             self.train(was_training)
@@ -384,11 +428,22 @@ class T2LModel(T2LPreTrainedModel):
             raise ValueError(f"Mixing weights must be finite and not sum to zero, got {list(weights)}.")
         return (weights_t[:, None] * embeddings).sum(0, keepdim=True)
 
+    def _finite_per_description(self, out: T2LOutput) -> list[bool]:
+        """Whether each description's factors are all finite: one pass per factor stack for the whole batch (a
+        per-tensor check of each adapter cost ~15 ms per Mistral-shape adapter, a quarter of generating it)."""
+        flags = None
+        for factors in (out.lora_A, out.lora_B):
+            for m in self.config.target_modules:
+                ok = torch.isfinite(factors[m]).flatten(1).all(1)
+                flags = ok if flags is None else flags & ok
+        return flags.tolist()
+
     def _to_adapter(self, out: T2LOutput, index: int, description: Any, weights) -> GeneratedLora:
-        lora_A = {m: out.lora_A[m][index] for m in self.config.target_modules}
-        lora_B = {m: out.lora_B[m][index] for m in self.config.target_modules}
+        # contiguous: the heads return transposed views (see `apply_head`); one copy per adapter, as safetensors
+        # and PEFT expect.
+        lora_A = {m: out.lora_A[m][index].contiguous() for m in self.config.target_modules}
+        lora_B = {m: out.lora_B[m][index].contiguous() for m in self.config.target_modules}
         state = factors_to_state_dict(self.config, lora_A, lora_B)
-        check_finite(state, repr(description) if description is not None else "a task embedding")
         return GeneratedLora(
             config=lora_config_from_t2l(self.config),
             state_dict=state,
