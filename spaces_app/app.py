@@ -20,6 +20,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import argparse
 import hashlib
 import json
+import logging
 import re
 import shutil
 import tempfile
@@ -64,6 +65,8 @@ EXAMPLE_PROMPTS = [
     "Review: The plot was thin but the acting was wonderful. Sentiment?",
 ]
 MAX_DESCRIPTION_CHARS = 2000
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -198,6 +201,7 @@ class Text2LoraSpace:
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.adapter_cache = resolve_cache(adapter_cache)
+        self.cache_warning: str | None = None  # set when the on-disk cache turned out to be unwritable
         self.adapter_cache_size = adapter_cache_size
         self.adapter_slots = adapter_slots
         self._hypernetworks: OrderedDict[str, T2LModel] = OrderedDict()
@@ -235,12 +239,25 @@ class Text2LoraSpace:
                 model = load_hypernetwork(name)
             except Exception as err:  # not found, offline, wrong architecture...: tell the user why
                 raise SpaceError(f"Could not load the hypernetwork {name!r}: {err}") from err
+        self._refuse_remote_code(name, model)
         self._hypernetworks[name] = model
         self._hypernetworks.move_to_end(name)
         while len(self._hypernetworks) > 4:  # keep memory bounded; the default always stays
             evicted = next(n for n in self._hypernetworks if n != self.default_hypernetwork)
             del self._hypernetworks[evicted]
         return name
+
+    @staticmethod
+    def _refuse_remote_code(name: str, model: T2LModel) -> None:
+        """This app never lets a description encoder run code from its folder: a hypernetwork whose config asks for
+        it is refused (unless the instance passed in already carries its owner's consent)."""
+        if model.config.encoder_trust_remote_code and not model.description_encoder.trust_remote_code:
+            raise SpaceError(
+                f"The hypernetwork {name!r} needs its description encoder {model.config.encoder_name_or_path!r} to "
+                "run Python code from its model folder (encoder_trust_remote_code), and this demo never runs such "
+                "code. Use a hypernetwork whose encoder needs none, or, if you trust it, run it on your own machine "
+                f"with `t2l generate --t2l {name} --trust-remote-code`."
+            )
 
     def hypernetwork(self, name: str) -> T2LModel:
         if name not in self._hypernetworks:
@@ -280,14 +297,9 @@ class Text2LoraSpace:
                 f"The description is too long ({len(text):,} characters; at most {MAX_DESCRIPTION_CHARS:,}). "
                 "Describe the task in a few sentences."
             )
-        encoder = t2l.description_encoder
-        limit = encoder.model.max_seq_length
-        tokens = len(encoder.model.tokenizer(encoder.format(text))["input_ids"])
-        if limit and tokens > limit:
-            raise SpaceError(
-                f"The description is too long: {tokens} tokens, but the description encoder reads at most {limit} "
-                "(the rest would be cut off). Shorten it."
-            )
+        cut = t2l.description_encoder.truncation(text)  # the check every description gets (a warning elsewhere)
+        if cut is not None:
+            raise SpaceError(cut.message())
         return text
 
     def adapter_request(
@@ -326,8 +338,8 @@ class Text2LoraSpace:
                 adapter = t2l.generate_lora(description, weights=weights)
                 source = "hypernetwork"
             seconds = time.perf_counter() - start  # generation (or cache read) alone, not the bookkeeping below
-            if self.adapter_cache is not None and source == "hypernetwork":
-                self.adapter_cache.put(self.adapter_cache.key(t2l, description, weights=weights), adapter)
+            if self.adapter_cache is not None and source == "hypernetwork" and self.cache_warning is None:
+                self._cache_put(t2l, description, weights, adapter)
             result = AdapterResult(
                 request=request,
                 adapter=adapter,
@@ -341,6 +353,18 @@ class Text2LoraSpace:
                 _, evicted = self._adapters.popitem(last=False)
                 shutil.rmtree(evicted.zip_path.parent, ignore_errors=True)
             return result, False
+
+    def _cache_put(self, t2l: T2LModel, description: Any, weights: list[float] | None, adapter: GeneratedLora) -> None:
+        """Store a new adapter in the on-disk cache. A cache that cannot be written (read-only, full) costs one
+        warning, as in `t2l generate`: the app goes on without writing to it (its entries are still read)."""
+        try:
+            self.adapter_cache.put(self.adapter_cache.key(t2l, description, weights=weights), adapter)
+        except OSError as err:
+            self.cache_warning = (
+                f"The adapter cache {self.adapter_cache.cache_dir} cannot be written ({err}); continuing without "
+                "writing to it: new adapters are kept in memory only."
+            )
+            logger.warning(self.cache_warning)
 
     def _zip(self, adapter: GeneratedLora, request: AdapterRequest) -> Path:
         slug = re.sub(r"[^a-z0-9]+", "-", request.descriptions[0].lower()).strip("-")[:40].strip("-") or "adapter"
@@ -396,7 +420,8 @@ class Text2LoraSpace:
                 t2l=self.hypernetwork(request.hypernetwork),
                 adapter_name=slot,
                 weights=list(request.weights) if request.weights else None,
-                cache=self.adapter_cache if self.adapter_cache is not None else False,
+                # an unwritable cache is not offered for writing again (the adapter is regenerated instead)
+                cache=self.adapter_cache if self.adapter_cache is not None and self.cache_warning is None else False,
             )
             self._slots[request.key] = slot
             while len(self._slots) > self.adapter_slots:
@@ -502,9 +527,12 @@ def build_demo(t2l: Any = None, base_model: str | os.PathLike | None = None, **o
     def on_generate(description: str, mix_description: str, mix_weight: float, session: dict):
         try:
             request = space.adapter_request(session["hypernetwork"], description, mix_description, mix_weight)
+            known_warning = space.cache_warning
             result, cached = space.generate(request)
         except SpaceError as err:
             raise gr.Error(str(err)) from None
+        if space.cache_warning and space.cache_warning != known_warning:
+            gr.Warning(space.cache_warning)
         session = {**session, "adapter": [request.hypernetwork, list(request.descriptions), request.weights]}
         title = " + ".join(d if len(d) <= 60 else d[:59] + "…" for d in request.descriptions)
         return space.summary(result, cached), norms_figure(result.norms, title), str(result.zip_path), session

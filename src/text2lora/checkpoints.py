@@ -3,8 +3,10 @@ checkpoints that ship inside the package."""
 
 from __future__ import annotations
 
-import functools
+import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -45,18 +47,97 @@ def default_hypernetwork_name() -> str:
     return DEFAULT_CHECKPOINT
 
 
-def load_hypernetwork(t2l: Any = None):
-    """A `T2LModel` from an instance, a name or path, or `None` (the default checkpoint)."""
+def load_hypernetwork(t2l: Any = None, *, trust_remote_code: bool = False):
+    """A `T2LModel` from an instance, a name or path, or `None` (the default checkpoint).
+
+    Loaded models are kept in memory (the last few) keyed by the content of their files (config.json and the
+    weights), so a folder saved again is loaded again. `trust_remote_code=True` lets the description encoder run
+    code from its model folder when the hypernetwork's config says it needs to (`encoder_trust_remote_code`);
+    without it such an encoder is refused when first used.
+    """
     from .modeling_t2l import T2LModel
 
     if isinstance(t2l, T2LModel):
-        return t2l
+        return allow_encoder_remote_code(t2l) if trust_remote_code else t2l
     name = default_hypernetwork_name() if t2l is None else str(t2l)
-    return _load_cached(name)
+    trust = bool(trust_remote_code)
+    with _LOADED_LOCK:
+        folder = _local_folder(name)
+        digest = checkpoint_digest(folder) if folder is not None else None
+        key = (name, digest, trust)
+        if digest is not None and key in _LOADED:
+            _LOADED.move_to_end(key)
+            return _LOADED[key]
+        model = T2LModel.from_pretrained(name).eval()
+        if trust:
+            allow_encoder_remote_code(model)
+        folder = folder or _local_folder(name)  # a Hub name is in the local Hub cache once downloaded
+        if folder is None or (digest is not None and checkpoint_digest(folder) != digest):
+            return model  # not kept: its files are unknown, or changed while it was loading
+        _LOADED[(name, checkpoint_digest(folder), trust)] = model
+        while len(_LOADED) > _MAX_LOADED:
+            _LOADED.popitem(last=False)
+        return model
 
 
-@functools.lru_cache(maxsize=4)
-def _load_cached(name: str):
-    from .modeling_t2l import T2LModel
+def allow_encoder_remote_code(model):
+    """Let `model`'s description encoder run code from its folder if its config says it needs to (the caller's
+    consent, as `trust_remote_code=True` in transformers). Returns `model`."""
+    if getattr(model.config, "encoder_trust_remote_code", False):
+        model.description_encoder.trust_remote_code = True
+    return model
 
-    return T2LModel.from_pretrained(name).eval()
+
+_MAX_LOADED = 4
+_LOADED: OrderedDict[tuple, Any] = OrderedDict()
+_LOADED_LOCK = threading.RLock()
+_FILE_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
+_WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
+
+
+def _local_folder(name: str) -> Path | None:
+    """The folder `T2LModel.from_pretrained(name)` reads: a local or packaged folder, or the Hub cache's
+    snapshot of a Hub name (`None` when it is not downloaded)."""
+    location = resolve_checkpoint(name)
+    if Path(location).is_dir():
+        return Path(location)
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(location, "config.json")
+    except Exception:  # noqa: BLE001 (not a valid repo id, no cache...: simply not cached)
+        return None
+    return Path(found).parent if isinstance(found, str) else None
+
+
+def checkpoint_digest(folder: str | os.PathLike) -> str:
+    """SHA-256 over the names and contents of a hypernetwork folder's config.json and weight files.
+
+    Each file's hash is remembered in this process by (path, device, inode, size, mtime, ctime), so a large
+    checkpoint is read once; any rewrite changes its ctime, even one that keeps size and mtime.
+    """
+    folder = Path(folder)
+    files = sorted(
+        f for f in folder.iterdir() if f.is_file() and (f.name == "config.json" or f.name.endswith(_WEIGHT_SUFFIXES))
+    )
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(f"{file.name}\0{_file_digest(file)}\0".encode())
+    return digest.hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    real = path.resolve()  # a Hub snapshot links to its blobs
+    stat = real.stat()
+    stamp = (str(real), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    known = _FILE_DIGESTS.get(stamp)
+    if known is not None:
+        return known
+    hasher = hashlib.sha256()
+    with open(real, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    known = _FILE_DIGESTS[stamp] = hasher.hexdigest()
+    while len(_FILE_DIGESTS) > 256:
+        _FILE_DIGESTS.popitem(last=False)
+    return known

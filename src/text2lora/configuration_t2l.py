@@ -60,7 +60,11 @@ class T2LConfig(PreTrainedConfig):
         task_embedding_size (`int`, defaults to 384): Size E of the description embedding.
         encoder_name_or_path (`str`, defaults to `"sentence-transformers/all-MiniLM-L6-v2"`):
             sentence-transformers model that embeds descriptions (the paper uses `Alibaba-NLP/gte-large-en-v1.5`).
-        encoder_trust_remote_code (`bool`, defaults to `False`): Passed to `SentenceTransformer`.
+        encoder_trust_remote_code (`bool`, defaults to `False`):
+            The encoder needs to run Python code from its model folder (gte-large-en-v1.5 does). A request, not
+            a permission: the code runs only when the caller passes `trust_remote_code=True` (`load_hypernetwork`,
+            `load_description_adapter`, `TextLoraConfig`, `t2l generate --trust-remote-code`); otherwise loading
+            the encoder is an error naming it.
         encoder_pooling (`str`, *optional*):
             Pooling of the encoder's token embeddings (`"cls"`, `"mean"`, `"max"`, `"lasttoken"`, ...), overriding
             the sentence-transformers folder's own; unset keeps the folder's. The paper's gte-large-en-v1.5

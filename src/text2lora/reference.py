@@ -36,6 +36,8 @@ REFERENCE_ADAPTER_CONFIG_NAME = "adapter_config.json"
 
 # The reference pipeline for its description encoder (gte-large-en-v1.5): CLS pooling, full stop appended to a
 # description ending in a letter, no prompt, 8192-token truncation, L2-normalised and scaled by sqrt(dim).
+# gte-large-en-v1.5 runs code from its Hub repo: the converted config records that it needs trust_remote_code, which
+# only the user grants when loading (`trust_remote_code=True` / `t2l generate --trust-remote-code`).
 REFERENCE_ENCODER_SETTINGS: dict[str, Any] = {
     "encoder_trust_remote_code": True,
     "encoder_pooling": "cls",
@@ -477,10 +479,11 @@ def _conversion_card(model: T2LModel, source: Path) -> str:
         f"{c.head_in_size}\n"
         f"- {c.num_layers} layers; module index order (from the original file): {modules}\n"
         f"- LoRA r={c.lora_r}, alpha={c.lora_alpha:g}, rsLoRA={c.use_rslora}\n"
-        f"- description encoder: `{c.encoder_name_or_path}` (trust_remote_code, {c.encoder_pooling} pooling, "
-        f"L2-normalised x {c.encoder_scale:.4g})\n\n"
-        "```python\nimport text2lora\nfrom text2lora import T2LModel\n\n"
-        't2l = T2LModel.from_pretrained("<this repo or folder>")\n'
+        f"- description encoder: `{c.encoder_name_or_path}` ({c.encoder_pooling} pooling, "
+        f"L2-normalised x {c.encoder_scale:.4g}); it runs code from its Hub repo, so loading needs "
+        "`trust_remote_code=True` (`t2l generate --trust-remote-code`)\n\n"
+        "```python\nfrom text2lora.checkpoints import load_hypernetwork\n\n"
+        't2l = load_hypernetwork("<this repo or folder>", trust_remote_code=True)\n'
         't2l.save_adapter("Solve grade-school math word problems step by step.", "math_lora")\n```\n'
     )
 

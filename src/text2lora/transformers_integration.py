@@ -26,6 +26,7 @@ def load_description_adapter(
     weights: Sequence[float] | None = None,
     is_trainable: bool = False,
     cache: Any = True,
+    trust_remote_code: bool = False,
 ) -> GeneratedLora:
     """Generate a LoRA adapter from `description` and load it into this model under `adapter_name`.
 
@@ -41,10 +42,12 @@ def load_description_adapter(
         is_trainable: leave the LoRA weights trainable (e.g. to fine-tune from the generated adapter).
         cache: reuse adapters generated before: `True` for the default on-disk `AdapterCache` (off when
             `$TEXT2LORA_DISABLE_ADAPTER_CACHE` is set), an `AdapterCache` or folder, or `False` to always generate.
+        trust_remote_code: let the description encoder run code from its model folder when the hypernetwork's
+            config says it needs to (`encoder_trust_remote_code`); without it such an encoder is an error.
     """
     from peft import PeftModel
 
-    hypernetwork = load_hypernetwork(t2l)
+    hypernetwork = load_hypernetwork(t2l, trust_remote_code=trust_remote_code)
     check_base_model_matches(self, hypernetwork.config)
     store = resolve_cache(cache)
     if store is not None and not (isinstance(description, (list, tuple)) and len(description) > 1 and weights is None):

@@ -34,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="after saving, answer this prompt greedily with the base model and with each adapter, and print both",
     )
     gen.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit for --prompt (default 64)")
+    gen.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="let the description encoder run Python code from its model folder, if the hypernetwork's config says "
+        "it needs to (check with `t2l info`); off by default",
+    )
     gen.set_defaults(func=run_generate)
 
     info = subparsers.add_parser("info", help="show a hypernetwork's config, size, base model and encoder")
@@ -57,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--head-in-size", type=int, default=512)
     new.add_argument("--encoder", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2)")
     new.add_argument("--embedding-size", type=int, default=None, help="the encoder's output size (read from it if unset)")
+    new.add_argument(
+        "--trust-remote-code",
+        action="store_true",
+        help="the encoder runs Python code from its folder: allow it here and record that it needs it",
+    )
     new.add_argument("--seed", type=int, default=0)
     new.set_defaults(func=run_init)
 
@@ -95,7 +106,7 @@ def run_generate(args: argparse.Namespace) -> int:
     identity, adapters = _cached_only(cache, args, descriptions)
     t2l = None
     if adapters is None:
-        t2l = load_hypernetwork(args.t2l)
+        t2l = load_hypernetwork(args.t2l, trust_remote_code=args.trust_remote_code)
         if args.weights is not None:
             if cache is not None:
                 adapters = [
@@ -188,6 +199,7 @@ def describe_hypernetwork(t2l) -> dict:
         "latent_size": config.latent_size,
         "head_in_size": config.head_in_size,
         "encoder": config.encoder_name_or_path,
+        "needs_trust_remote_code": bool(config.encoder_trust_remote_code),
         "task_embedding_size": config.task_embedding_size,
         "adapter_parameters": sum(config.lora_r * sum(s) for s in config.module_shapes.values()) * config.num_layers,
     }
@@ -202,6 +214,8 @@ def run_info(args: argparse.Namespace) -> int:
         return 0
     width = max(len(k) for k in info)
     for key, value in info.items():
+        if key == "needs_trust_remote_code":
+            key, value = "needs trust_remote_code", "yes (its encoder runs code from its folder)" if value else "no"
         value = f"{value:,}" if isinstance(value, int) else value
         print(f"{key:<{width}}  {value}")
     return 0
@@ -215,7 +229,7 @@ def run_init(args: argparse.Namespace) -> int:
     from text2lora.encoder import DescriptionEncoder
 
     encoder = args.encoder or DEFAULT_ENCODER
-    size = args.embedding_size or DescriptionEncoder(encoder).embedding_size
+    size = args.embedding_size or DescriptionEncoder(encoder, trust_remote_code=args.trust_remote_code).embedding_size
     config = T2LConfig.for_base_model(
         args.base,
         target_modules=args.target_modules,
@@ -225,6 +239,7 @@ def run_init(args: argparse.Namespace) -> int:
         latent_size=args.latent_size,
         head_in_size=args.head_in_size,
         encoder_name_or_path=encoder,
+        encoder_trust_remote_code=args.trust_remote_code,
         task_embedding_size=size,
     )
     torch.manual_seed(args.seed)
