@@ -97,7 +97,7 @@ def test_saved_folder_is_identified_without_loading_it(tmp_path, tiny_t2l_nonzer
     assert folder_fingerprint(folder) == model_fingerprint(reloaded) == model_fingerprint(tiny_t2l_nonzero)
     cache = AdapterCache(tmp_path / "cache")
     adapter = cache.get_or_generate(reloaded, DESCRIPTION)
-    # The folder's fingerprint is remembered: a second identification only looks at file sizes and times.
+    # The folder's fingerprint is remembered in this process: a second identification only stats the files.
     cache.identify(folder)
     monkeypatch.setattr("text2lora.cache.folder_fingerprint", lambda _: pytest.fail("re-hashed the folder"))
     hit = cache.get(folder, DESCRIPTION)

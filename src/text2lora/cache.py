@@ -14,14 +14,16 @@ the cache outgrows its size bound.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import hashlib
 import json
 import logging
 import os
 import re
-import shutil
-import tempfile
+import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +31,17 @@ from typing import Any
 
 import torch
 
-from .adapters import ADAPTER_METADATA_FILE, GeneratedLora, as_dtype
-from .io_utils import atomic_directory, atomic_file, cache_home
+from .adapters import ADAPTER_METADATA_FILE, GeneratedLora, adapter_folder_problem, as_dtype
+from .io_utils import (
+    atomic_directory,
+    cache_home,
+    find_leftovers,
+    is_stale_leftover,
+    make_temp_dir,
+    path_size,
+    remove_path,
+    restore_old_leftover,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +51,9 @@ CACHE_DISABLE_ENV = "TEXT2LORA_DISABLE_ADAPTER_CACHE"
 DEFAULT_MAX_SIZE = 2 * 1024**3
 CACHE_FORMAT = 1
 _ENTRY_INFO = "cache_entry.json"
-_FINGERPRINTS = "hypernetworks.json"
+# Older versions remembered folder fingerprints here, keyed by file sizes and times (which a retrained
+# checkpoint of the same shape can share); it is no longer read, and `clear` deletes it.
+_OLD_FINGERPRINTS = "hypernetworks.json"
 _KEY = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -128,6 +141,33 @@ def _weight_files(folder: Path) -> list[Path]:
     return [single] if single.is_file() else []
 
 
+def _file_stamp(path: Path) -> tuple:
+    """Changes whenever the file is rewritten or replaced: st_ctime_ns is set by the kernel on every write and
+    cannot be set back with `os.utime` (unlike st_mtime_ns); inode and device change when a file is moved in."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+
+_FOLDER_FINGERPRINTS: dict[tuple, str] = {}
+_FOLDER_FINGERPRINTS_LOCK = threading.Lock()
+
+
+def remembered_folder_fingerprint(folder: str | os.PathLike) -> str:
+    """`folder_fingerprint` (a hash of the weights' content), computed once per process per version of the
+    folder's files: memoised in memory on each file's path, size, modification and change times and inode."""
+    folder = Path(folder)
+    files = [folder / "config.json", *_weight_files(folder)]
+    stamp = tuple(_file_stamp(f) for f in files if f.is_file())
+    with _FOLDER_FINGERPRINTS_LOCK:
+        known = _FOLDER_FINGERPRINTS.get(stamp)
+    if known is not None:
+        return known
+    fingerprint = folder_fingerprint(folder)  # a rewrite meanwhile changes the stamp, so it is hashed again
+    with _FOLDER_FINGERPRINTS_LOCK:
+        _FOLDER_FINGERPRINTS[stamp] = fingerprint
+    return fingerprint
+
+
 def folder_fingerprint(folder: str | os.PathLike) -> str:
     """The same content hash as `model_fingerprint`, computed from a saved folder's files (no model built)."""
     from safetensors import safe_open
@@ -207,8 +247,8 @@ class AdapterCache:
     # ------------------------------------------------------------------ keys
 
     def identify(self, t2l: Any) -> HypernetworkIdentity:
-        """Identity of a `T2LModel`, or of a saved hypernetwork folder without loading its weights (the folder's
-        fingerprint is remembered in the cache, keyed by its files' sizes and modification times)."""
+        """Identity of a `T2LModel`, or of a saved hypernetwork folder without building the model (the folder's
+        fingerprint hashes its weights' content, once per process; see `remembered_folder_fingerprint`)."""
         from .encoder import DescriptionEncoder
 
         if isinstance(t2l, HypernetworkIdentity):
@@ -222,28 +262,8 @@ class AdapterCache:
                     f"{t2l!r} is not a local hypernetwork folder; pass a loaded T2LModel instead."
                 )
             encoder = DescriptionEncoder.from_config(T2LConfig.from_pretrained(folder))
-            return HypernetworkIdentity(self._remembered_fingerprint(folder), encoder, str(t2l))
+            return HypernetworkIdentity(remembered_folder_fingerprint(folder), encoder, str(t2l))
         return HypernetworkIdentity(model_fingerprint(t2l), t2l.description_encoder, t2l.name_or_path or None)
-
-    def _remembered_fingerprint(self, folder: Path) -> str:
-        files = [folder / "config.json", *_weight_files(folder)]
-        stamp = [[f.name, f.stat().st_size, f.stat().st_mtime_ns] for f in files if f.is_file()]
-        memo_path = self.cache_dir / _FINGERPRINTS
-        try:
-            memo = json.loads(memo_path.read_text())
-        except (OSError, ValueError):
-            memo = {}
-        record = memo.get(str(folder.resolve()))
-        if record and record.get("stamp") == stamp:
-            return record["fingerprint"]
-        fingerprint = folder_fingerprint(folder)
-        memo[str(folder.resolve())] = {"stamp": stamp, "fingerprint": fingerprint}
-        try:
-            with atomic_file(memo_path) as handle:
-                json.dump(memo, handle, indent=1)
-        except OSError as err:  # a read-only cache: the fingerprint is simply recomputed next time
-            logger.warning("Could not remember the hypernetwork fingerprint in %s (%s).", memo_path, err)
-        return fingerprint
 
     def key(
         self,
@@ -324,7 +344,10 @@ class AdapterCache:
             return read_generated_lora(path, hypernetwork=hypernetwork)
         except Exception as err:  # a damaged entry is dropped and regenerated
             logger.warning("Dropping unreadable adapter cache entry %s (%s).", path, err)
-            self._remove(path)
+            try:
+                self._remove(path)
+            except OSError as remove_err:  # a read-only cache: it is regenerated each time instead
+                logger.warning("Could not drop %s (%s).", path, remove_err)
             return None
 
     def put(self, key: str, adapter: GeneratedLora, dtype: str | torch.dtype | None = None) -> Path:
@@ -332,7 +355,7 @@ class AdapterCache:
         if not _KEY.match(key):
             raise ValueError(f"{key!r} is not a cache key; get one from AdapterCache.key(...).")
         path = self._entry_path(key)
-        with atomic_directory(path, overwrite=True) as tmp:
+        with atomic_directory(path, overwrite=True, replaceable=_entry_problem) as tmp:
             adapter.save_pretrained(tmp, dtype=dtype or _dtype_of(adapter))
             (tmp / _ENTRY_INFO).write_text(
                 json.dumps({"key": key, "description": adapter.description}) + "\n"
@@ -442,9 +465,52 @@ class AdapterCache:
     def __contains__(self, key: str) -> bool:
         return (self._entry_path(key) / "adapter_model.safetensors").is_file()
 
+    def leftovers(self) -> list[CacheLeftover]:
+        """What killed or racing writes and deletions left in the cache (`.<key>.tmp-*`, `.<key>.old-*`,
+        `.evicted-*` folders; the `hypernetworks.json` of older versions), outside every entry and so outside
+        the size bound until removed. `stale` ones are held by no live writer (`io_utils.is_stale_leftover`)."""
+        if not self.cache_dir.is_dir():
+            return []
+        paths = find_leftovers(self.cache_dir)
+        found = []
+        old_memo = self.cache_dir / _OLD_FINGERPRINTS
+        if old_memo.is_file():
+            found.append(CacheLeftover(old_memo, path_size(old_memo), True))
+        for shard in sorted(self.cache_dir.iterdir()):
+            if shard.is_dir() and not shard.is_symlink() and len(shard.name) == 2:
+                paths += find_leftovers(shard)
+        now = time.time()
+        found += [CacheLeftover(p, path_size(p), is_stale_leftover(p, now)) for p in paths]
+        return found
+
+    def remove_leftovers(self, restore: bool = True) -> tuple[list[CacheLeftover], list[CacheLeftover]]:
+        """Delete the stale leftovers (with `restore`, an `.old-*` folder of an older version whose entry is
+        missing is put back instead); those a live writer holds are kept. Returns (removed or restored, kept);
+        raises `CacheClearError` (naming the folder and the cause) if some cannot be deleted."""
+        removed, kept, failures = [], [], []
+        for leftover in self.leftovers():
+            if not leftover.stale:
+                kept.append(leftover)
+                continue
+            try:
+                if not (restore and leftover.path.is_dir() and restore_old_leftover(leftover.path)):
+                    remove_path(leftover.path)
+                removed.append(leftover)
+            except OSError as err:
+                failures.append(err)
+        if failures:
+            done = f"{len(removed)} of {len(removed) + len(failures)} stale leftover(s) deleted"
+            raise _clear_error(self.cache_dir, failures, done)
+        return removed, kept
+
     def evict(self, max_size: int | None = None, keep: str | None = None) -> list[str]:
         """Delete least recently used entries until the total is at most `max_size` (default: the bound).
-        The entry `keep` (the one just written) is never deleted. Returns the deleted keys."""
+        The entry `keep` (the one just written) is never deleted; stale leftovers go first. Returns the deleted
+        keys."""
+        try:
+            self.remove_leftovers()
+        except OSError as err:
+            logger.warning("%s", err)
         limit = self.max_size if max_size is None else max_size
         entries = self.entries()
         total = sum(e.size for e in entries)
@@ -454,27 +520,105 @@ class AdapterCache:
                 break
             if entry.key == keep:
                 continue
-            self._remove(entry.path)
+            try:
+                gone = self._remove(entry.path)
+            except OSError as err:
+                logger.warning("Could not evict the adapter cache entry %s (%s).", entry.path, err)
+                continue
             total -= entry.size
-            removed.append(entry.key)
+            if gone:
+                removed.append(entry.key)
         return removed
 
     def clear(self) -> int:
-        """Delete every entry; returns how many there were."""
+        """Delete every entry and the stale leftovers (`remove_leftovers`); returns how many entries were deleted.
+
+        Raises `CacheClearError` (an OSError with the errno of the first failure; its message names the folder,
+        the cause and how many were deleted) if some cannot be deleted."""
+        return self.clear_and_report().entries
+
+    def clear_and_report(self) -> CacheClearReport:
+        """`clear`, returning what was deleted: entries, stale leftovers, and leftovers kept for live writers."""
         entries = self.entries()
+        deleted, failures = 0, []
         for entry in entries:
-            self._remove(entry.path)
-        return len(entries)
+            try:
+                deleted += self._remove(entry.path)
+            except OSError as err:
+                failures.append(err)
+        if failures:
+            raise _clear_error(self.cache_dir, failures, f"{deleted} of {len(entries)} cached adapter(s) deleted")
+        try:
+            removed, kept = self.remove_leftovers(restore=False)
+        except CacheClearError as err:
+            err.args = (f"{err.args[0]}; {deleted} cached adapter(s) deleted",)
+            raise
+        return CacheClearReport(deleted, len(removed), len(kept))
 
     @staticmethod
-    def _remove(path: Path) -> None:
-        """Rename out of the way first, so readers never see a half-deleted entry."""
+    def _remove(path: Path) -> bool:
+        """Delete one entry: renamed out of the way first, so readers never see a half-deleted entry. True if it
+        was deleted here, False if it was already gone; an entry that cannot be deleted raises (OSError)."""
         try:
-            trash = Path(tempfile.mkdtemp(prefix=".evicted-", dir=path.parent))
+            trash = make_temp_dir(path.parent, ".evicted-")
+        except OSError as err:  # name the entry, not the trash folder that could not be made
+            raise type(err)(err.errno, err.strerror, str(path)) from err
+        try:
             os.replace(path, trash / "entry")
-        except OSError:
-            return
-        shutil.rmtree(trash, ignore_errors=True)
+        except OSError as err:
+            with contextlib.suppress(OSError):
+                trash.rmdir()
+            if isinstance(err, FileNotFoundError):  # deleted by another process meanwhile
+                return False
+            raise
+        remove_path(trash)
+        return True
+
+
+@dataclass(frozen=True)
+class CacheLeftover:
+    """A temporary folder or file of an interrupted cache write or deletion (or a file of an older version)."""
+
+    path: Path
+    size: int
+    stale: bool
+
+
+@dataclass(frozen=True)
+class CacheClearReport:
+    """What `AdapterCache.clear_and_report` deleted."""
+
+    entries: int
+    leftovers: int
+    leftovers_kept: int
+
+
+class CacheClearError(OSError):
+    """Some of the cache could not be deleted; the message names the folder, the cause and what was deleted."""
+
+
+def _clear_error(cache_dir: Path, failures: list[OSError], done: str) -> OSError:
+    first = failures[0]
+    cause = first.strerror or str(first)
+    where = f" ({first.filename})" if first.filename else ""
+    if first.errno in (errno.EACCES, errno.EPERM):
+        fix = f"make it writable (chmod -R u+w {cache_dir}) or run as its owner"
+    elif first.errno == errno.EROFS:
+        fix = "its file system is mounted read-only; clear it where it is writable"
+    else:
+        fix = "fix the cause and run it again"
+    message = (
+        f"could not delete {len(failures)} item(s) of the adapter cache {cache_dir}: {cause}{where}; {done}. "
+        f"To clear it, {fix}."
+    )
+    error = CacheClearError(message)
+    error.errno = first.errno
+    return error
+
+
+def _entry_problem(folder: Path) -> str | None:
+    """A cache entry is an adapter folder plus its `cache_entry.json`."""
+    return adapter_folder_problem(folder, also_ours=(_ENTRY_INFO,))
 
 
 @functools.lru_cache(maxsize=1)
@@ -516,11 +660,15 @@ def resolve_cache(cache: AdapterCache | bool | str | os.PathLike | None = True) 
 
 __all__ = [
     "AdapterCache",
+    "CacheClearError",
+    "CacheClearReport",
     "CacheEntry",
+    "CacheLeftover",
     "HypernetworkIdentity",
     "folder_fingerprint",
     "model_fingerprint",
     "parse_size",
     "read_generated_lora",
+    "remembered_folder_fingerprint",
     "resolve_cache",
 ]

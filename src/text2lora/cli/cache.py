@@ -15,7 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generated adapters are cached on disk (least recently used evicted beyond the size bound).",
     )
     cache.add_argument(
-        "action", choices=("info", "list", "clear"), help="info: totals; list: entries; clear: delete all"
+        "action",
+        choices=("info", "list", "clear"),
+        help="info: totals; list: entries; clear: delete all (and leftovers of interrupted writes)",
     )
     cache.add_argument(
         "--cache-dir",
@@ -31,7 +33,13 @@ def run_cache(args: argparse.Namespace) -> int:
 
     store = AdapterCache(args.cache_dir)
     if args.action == "clear":
-        print(f"deleted {store.clear()} cached adapter(s) from {store.cache_dir}")
+        report = store.clear_and_report()  # raises, naming the folder and the cause, if some cannot be deleted
+        line = f"deleted {report.entries} cached adapter(s) from {store.cache_dir}"
+        if report.leftovers:
+            line += f" and {report.leftovers} leftover(s) of interrupted writes"
+        if report.leftovers_kept:
+            line += f"; kept {report.leftovers_kept} temporary folder(s) of writes in progress"
+        print(line)
         return 0
     entries = store.entries()
     if args.action == "info":
@@ -39,6 +47,14 @@ def run_cache(args: argparse.Namespace) -> int:
         print(
             f"{store.cache_dir}: {len(entries)} adapter(s), {total / 2**20:.1f} MiB of {store.max_size / 2**20:.0f} MiB"
         )
+        leftovers = store.leftovers()
+        if leftovers:
+            stale = sum(1 for item in leftovers if item.stale)
+            size = sum(item.size for item in leftovers)
+            print(
+                f"{len(leftovers)} leftover(s) of interrupted or running writes, {size / 2**20:.1f} MiB "
+                f"({stale} stale; `t2l cache clear` deletes those)"
+            )
         return 0
     for entry in reversed(entries):  # most recently used first
         info_file = entry.path / "cache_entry.json"

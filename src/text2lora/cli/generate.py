@@ -23,7 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--weights", type=float, nargs="+", help="mix the descriptions with these weights into one adapter")
     gen.add_argument("--dtype", default="float32", help="saved dtype: float32 (default), bfloat16 or float16")
     gen.add_argument("--batch-size", type=int, default=64, help="descriptions per forward pass")
-    gen.add_argument("--overwrite", action="store_true", help="replace existing output folders")
+    gen.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace existing adapter folders (a folder holding anything text2lora did not write is refused)",
+    )
     gen.add_argument("--no-cache", action="store_true", help="always run the hypernetwork; do not read or fill the adapter cache")
     gen.add_argument(
         "--cache-dir", type=Path, default=None, help="adapter cache folder (default: $TEXT2LORA_ADAPTER_CACHE_DIR or ~/.cache/text2lora/adapters)"
@@ -88,6 +92,26 @@ def _slug(text: str, index: int) -> str:
     return f"{index:03d}-{words or 'adapter'}"
 
 
+def _output_folders(args: argparse.Namespace, descriptions: list[str]) -> list[Path]:
+    """`--out` for one adapter (one description, or a mix), else one `--out/NNN-slug` folder per description;
+    each may already exist only with --overwrite, and only as an adapter folder text2lora wrote."""
+    from text2lora.adapters import adapter_folder_problem
+    from text2lora.io_utils import refuse_unless_replaceable
+
+    if args.weights is not None or len(descriptions) == 1:
+        outputs = [args.out]
+    else:
+        if args.out.exists() and not args.out.is_dir():
+            raise FileExistsError(f"--out {args.out} is a file; several adapters need a folder to hold them.")
+        outputs = [args.out / _slug(d, i) for i, d in enumerate(descriptions)]
+    for out in outputs:
+        if out.exists() and not args.overwrite:
+            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it.")
+        if out.exists():
+            refuse_unless_replaceable(out, adapter_folder_problem)
+    return outputs
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from text2lora.checkpoints import load_hypernetwork
 
@@ -101,6 +125,7 @@ def run_generate(args: argparse.Namespace) -> int:
         if args.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
     cache = None if args.no_cache else resolve_cache(args.cache_dir if args.cache_dir is not None else True)
+    outputs = _output_folders(args, descriptions)  # checked before any work, so a refusal costs nothing
     start = time.perf_counter()
     # A saved folder is identified from its files, so cache hits need no hypernetwork in memory at all.
     identity, adapters = _cached_only(cache, args, descriptions)
@@ -123,15 +148,10 @@ def run_generate(args: argparse.Namespace) -> int:
                 )
             else:
                 adapters = t2l.generate_lora(descriptions, batch_size=args.batch_size, show_progress_bar=progress)
-    if args.weights is not None:
-        outputs = [args.out]
-    else:
-        outputs = [args.out] if len(adapters) == 1 else [args.out / _slug(d, i) for i, d in enumerate(descriptions)]
     elapsed = time.perf_counter() - start
     for adapter, out in zip(adapters, outputs):
-        if out.exists() and not args.overwrite:
-            raise FileExistsError(f"{out} already exists; pass --overwrite to replace it.")
-        adapter.save_pretrained(out, dtype=args.dtype)
+        # Checked again by save_pretrained: only an adapter folder text2lora wrote is ever replaced.
+        adapter.save_pretrained(out, dtype=args.dtype, overwrite=args.overwrite)
         print(f"wrote {out}  ({adapter.num_parameters:,} parameters)  <- {adapter.description!r}")
     name = (t2l.name_or_path if t2l is not None else args.t2l) or "hypernetwork"
     if t2l is None:
@@ -221,6 +241,23 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _non_empty_problem(folder: Path) -> str | None:
+    from text2lora.io_utils import is_leftover_name
+
+    names = sorted(p.name for p in folder.iterdir() if not is_leftover_name(p.name))
+    if not names:
+        return None
+    more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+    return f"it is not empty (it holds {', '.join(names[:3])}{more}); t2l init only writes a new or empty folder"
+
+
+def _refuse_non_empty(out: Path) -> None:
+    from text2lora.io_utils import refuse_unless_replaceable
+
+    if out.exists():
+        refuse_unless_replaceable(out, _non_empty_problem)
+
+
 def run_init(args: argparse.Namespace) -> int:
     import torch
 
@@ -228,6 +265,7 @@ def run_init(args: argparse.Namespace) -> int:
     from text2lora.configuration_t2l import DEFAULT_ENCODER
     from text2lora.encoder import DescriptionEncoder
 
+    _refuse_non_empty(args.out)  # before any work
     encoder = args.encoder or DEFAULT_ENCODER
     size = args.embedding_size or DescriptionEncoder(encoder, trust_remote_code=args.trust_remote_code).embedding_size
     config = T2LConfig.for_base_model(
@@ -246,7 +284,8 @@ def run_init(args: argparse.Namespace) -> int:
     model = T2LModel(config)
     from text2lora.io_utils import atomic_directory
 
-    with atomic_directory(args.out) as tmp:
+    # A new folder appears complete in one rename (with the umask's permissions); an empty one is filled.
+    with atomic_directory(args.out, overwrite=True, replaceable=_non_empty_problem) as tmp:
         model.save_pretrained(tmp)
     print(
         f"wrote an untrained {args.variant} hypernetwork for {args.base} to {args.out} "
