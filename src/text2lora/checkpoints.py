@@ -26,15 +26,26 @@ def resolve_adapter(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike, **_: Any) -> str:
-    """A local folder as is; a packaged checkpoint's folder; otherwise the name, for the Hub (or its cache)."""
+def resolve_checkpoint(name_or_path: str | os.PathLike, **kwargs: Any) -> str:
+    """A local folder as is (checked: config.json present and fitting its weights); a packaged checkpoint's
+    folder; otherwise the name, for the Hub (or its cache)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    from .inputs import check_hypernetwork_folder
+
     name = str(name_or_path)
     if Path(name).is_dir():
+        if kwargs.get("config") is None:  # from_pretrained(folder, config=...) reads no config.json
+            check_hypernetwork_folder(Path(name) / (kwargs.get("subfolder") or ""))
         return name
     if name in PACKAGED_CHECKPOINTS:
         return str(Path(__file__).parent / PACKAGED_CHECKPOINTS[name])
-    if name.count("/") != 1 and (os.sep in name or name.startswith(".")):
-        raise FileNotFoundError(f"No hypernetwork folder at {name!r}; check the path.")
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        raise FileNotFoundError(
+            f"No hypernetwork folder at {name!r} (and it is not a Hub name such as 'owner/name'); check the path."
+        ) from None
     return name
 
 

@@ -17,6 +17,7 @@ from peft.tuners.lora import LoraModel
 
 from .checkpoints import load_hypernetwork
 from .encoder import format_description
+from .inputs import check_generation_inputs
 
 # LoRA settings that a hypernetwork fixes: they are taken from its config.
 _FROM_HYPERNETWORK = ("r", "lora_alpha", "use_rslora", "target_modules")
@@ -64,6 +65,7 @@ class TextLoraConfig(LoraConfig):
     def __post_init__(self) -> None:
         if self.description is None:
             raise ValueError("TextLoraConfig needs `description=`: the task the adapter should be good at.")
+        check_generation_inputs(self.description)
         texts = [self.description] if isinstance(self.description, str) else list(self.description)
         for text in texts:
             format_description(text)

@@ -149,7 +149,14 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         import yaml
     except ImportError as err:  # pragma: no cover - pyyaml is a dependency
         raise ImportError("Reading args.yaml needs PyYAML: pip install pyyaml") from err
-    args = yaml.safe_load(path.read_text()) or {}
+    try:
+        args = yaml.safe_load(path.read_text()) or {}  # safe: a `!!python/...` tag is refused, never run
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise ValueError(
+            f"{path} is not plain YAML training arguments ({problem}); tags such as !!python/object are refused. "
+            "Remove them from the file, or use the args.yaml released with the checkpoint."
+        ) from None
     if not isinstance(args, dict):
         raise ValueError(f"{path} does not hold a mapping of training arguments.")
     return args

@@ -6,6 +6,7 @@ script adds a generated adapter next to (or instead of) adapters loaded from dis
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,7 +15,14 @@ import torch
 from .adapters import GeneratedLora
 from .cache import resolve_cache
 from .checkpoints import load_hypernetwork
-from .injection import check_base_model_matches, write_lora_weights
+from .injection import (
+    check_base_model_matches,
+    check_replaceable,
+    set_adapter_trainable,
+    set_lora_settings,
+    write_lora_weights,
+)
+from .inputs import check_generation_inputs
 
 
 def load_description_adapter(
@@ -31,8 +39,9 @@ def load_description_adapter(
     """Generate a LoRA adapter from `description` and load it into this model under `adapter_name`.
 
     Mirrors `load_adapter`: the adapter is added beside existing ones (use `set_adapter` to switch,
-    `disable_adapters` / `delete_adapter` as usual). If `adapter_name` already exists, its weights are replaced
-    in place (no new layers). Returns the `GeneratedLora` that was loaded.
+    `disable_adapters` / `delete_adapter` as usual). If `adapter_name` already exists (a plain LoRA of the same
+    rank on the same modules), its weights and LoRA settings (alpha, rsLoRA, scaling, dropout, its `peft_config`
+    entry) are replaced in place (no new layers), as a fresh load would set them. Returns the `GeneratedLora`.
 
     Args:
         description: the task, in plain language; several with `weights` to mix them; or a task embedding.
@@ -49,6 +58,7 @@ def load_description_adapter(
 
     hypernetwork = load_hypernetwork(t2l, trust_remote_code=trust_remote_code)
     check_base_model_matches(self, hypernetwork.config)
+    check_generation_inputs(description, hypernetwork.config)
     store = resolve_cache(cache)
     if store is not None and not (isinstance(description, (list, tuple)) and len(description) > 1 and weights is None):
         adapter = store.get_or_generate(hypernetwork, description, weights=weights)
@@ -60,9 +70,18 @@ def load_description_adapter(
         adapter = adapter[0]
     adapter_name = adapter_name or "default"
     existing = getattr(self, "peft_config", None) or {}
+    # Adding an adapter must not change other parameters' trainability, but PEFT skips restoring it for parameters
+    # whose path merely contains the new name (adapter "0" froze layer 0 of another adapter): restore it here.
+    trainability = [(parameter, parameter.requires_grad) for parameter in self.parameters()] if existing else []
     if adapter_name in existing:
+        # Replaced in place (same layers): the weights, and every LoRA setting a fresh load would give them.
         _check_compatible(existing[adapter_name], adapter, adapter_name)
+        check_replaceable(self, adapter_name, hypernetwork.config)
         write_lora_weights(self, adapter_name, adapter, hypernetwork.config)
+        set_lora_settings(self, adapter_name, adapter.config, hypernetwork.config)
+        new_config = copy.deepcopy(adapter.config)
+        new_config.inference_mode = not is_trainable
+        existing[adapter_name] = new_config
     elif isinstance(self, PeftModel):
         self.add_adapter(adapter_name, adapter.config)
         write_lora_weights(self, adapter_name, adapter, hypernetwork.config)
@@ -75,10 +94,9 @@ def load_description_adapter(
             adapter_state_dict=adapter.state_dict,
             is_trainable=is_trainable,
         )
-    if not is_trainable:
-        for name, parameter in self.named_parameters():
-            if f".{adapter_name}." in name and ".lora_" in name:
-                parameter.requires_grad_(False)
+    for parameter, requires_grad in trainability:
+        parameter.requires_grad_(requires_grad)
+    set_adapter_trainable(self, adapter_name, is_trainable)  # by exact adapter name, not a substring of paths
     return adapter
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from text2lora.inputs import positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     from text2lora.evaluation.conditions import CONDITIONS
@@ -27,11 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--conditions", default="all", help=f"comma-separated, from: {', '.join(CONDITIONS)}; 'all' = every one possible"
     )
-    parser.add_argument("--limit", type=int, default=None, help="examples per task (a fixed sample for the seed)")
-    parser.add_argument("--generation-limit", type=int, default=None, help="examples per generation/code benchmark")
+    parser.add_argument("--limit", type=positive_int, default=None, help="examples per task (a fixed sample for the seed)")
+    parser.add_argument("--generation-limit", type=positive_int, default=None, help="examples per generation/code benchmark")
     parser.add_argument("--seed", type=int, default=0, help="fixes examples, descriptions and few-shot examples")
-    parser.add_argument("--num-descriptions", type=int, default=3, help="descriptions per description condition")
-    parser.add_argument("--num-fewshot", type=int, default=3, help="examples in the few-shot condition")
+    parser.add_argument("--num-descriptions", type=positive_int, default=3, help="descriptions per description condition")
+    parser.add_argument("--num-fewshot", type=positive_int, default=3, help="examples in the few-shot condition")
     parser.add_argument("--data-dir", default=None, help="benchmark folder (or $TEXT2LORA_BENCHMARK_DIR)")
     parser.add_argument("--descriptions-dir", default=None, help="benchmark descriptions folder")
     parser.add_argument("--collection", default=None, help="task collection folder; its held-out tasks are evaluated")
@@ -40,11 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--collection-generate", action="store_true", help="also score free generation (slow)")
     parser.add_argument("--no-chat-template", dest="chat_template", action="store_false",
                         help="plain-text prompts instead of the tokenizer's chat template")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-gen-toks", type=int, default=None, help="cap on generated tokens")
-    parser.add_argument("--code-timeout", type=float, default=10.0, help="sandbox timeout per program, seconds")
+    parser.add_argument("--batch-size", type=positive_int, default=8)
+    parser.add_argument("--max-gen-toks", type=positive_int, default=None, help="cap on generated tokens")
+    parser.add_argument("--code-timeout", type=positive_float, default=10.0, help="sandbox timeout per program, seconds")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     parser.add_argument("--pairs", default=None, help="comma-separated 'a-b' condition pairs to compare")
     parser.add_argument("--out", type=Path, required=True, help="output folder")
     parser.add_argument("--resume", action="store_true", help="reuse finished runs in --out (same settings)")

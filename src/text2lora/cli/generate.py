@@ -9,6 +9,8 @@ import re
 import time
 from pathlib import Path
 
+from text2lora.inputs import check_generation_inputs, finite_float, positive_float, positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     gen = subparsers.add_parser(
@@ -20,9 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen.add_argument("--file", type=Path, help="a text file with one description per line (blank lines skipped)")
     gen.add_argument("--t2l", default=None, help="hypernetwork: local folder or Hub name (default: the shipped one)")
     gen.add_argument("--out", type=Path, required=True, help="output folder (one adapter) or parent folder (several)")
-    gen.add_argument("--weights", type=float, nargs="+", help="mix the descriptions with these weights into one adapter")
+    gen.add_argument("--weights", type=finite_float, nargs="+", help="mix the descriptions with these weights into one adapter")
     gen.add_argument("--dtype", default="float32", help="saved dtype: float32 (default), bfloat16 or float16")
-    gen.add_argument("--batch-size", type=int, default=64, help="descriptions per forward pass")
+    gen.add_argument("--batch-size", type=positive_int, default=64, help="descriptions per forward pass")
     gen.add_argument(
         "--overwrite",
         action="store_true",
@@ -37,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="after saving, answer this prompt greedily with the base model and with each adapter, and print both",
     )
-    gen.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit for --prompt (default 64)")
+    gen.add_argument("--max-new-tokens", type=positive_int, default=64, help="answer length limit for --prompt (default 64)")
     gen.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -61,12 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     new.add_argument("--out", type=Path, required=True, help="output folder")
     new.add_argument("--variant", choices=("L", "M", "S"), default="L")
     new.add_argument("--target-modules", nargs="+", default=["q_proj", "v_proj"])
-    new.add_argument("--rank", type=int, default=8)
-    new.add_argument("--alpha", type=float, default=16.0)
-    new.add_argument("--latent-size", type=int, default=128)
-    new.add_argument("--head-in-size", type=int, default=512)
+    new.add_argument("--rank", type=positive_int, default=8)
+    new.add_argument("--alpha", type=positive_float, default=16.0)
+    new.add_argument("--latent-size", type=positive_int, default=128)
+    new.add_argument("--head-in-size", type=positive_int, default=512)
     new.add_argument("--encoder", default=None, help="sentence-transformers model (default: all-MiniLM-L6-v2)")
-    new.add_argument("--embedding-size", type=int, default=None, help="the encoder's output size (read from it if unset)")
+    new.add_argument("--embedding-size", type=positive_int, default=None, help="the encoder's output size (read from it if unset)")
     new.add_argument(
         "--trust-remote-code",
         action="store_true",
@@ -81,9 +83,14 @@ def _read_descriptions(args: argparse.Namespace) -> list[str]:
     if args.file is not None:
         if not args.file.is_file():
             raise FileNotFoundError(f"--file {args.file} does not exist.")
-        descriptions += [line.strip() for line in args.file.read_text().splitlines() if line.strip()]
+        try:
+            text = args.file.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ValueError(f"--file {args.file} is not UTF-8 text ({err}); save it as UTF-8.") from None
+        descriptions += [line.strip() for line in text.splitlines() if line.strip()]
     if not descriptions:
         raise ValueError('Give at least one description, e.g. t2l generate "Solve grade-school math word problems." --out DIR')
+    check_generation_inputs(descriptions)  # before any model is loaded
     return descriptions
 
 
