@@ -146,7 +146,9 @@ def test_cli_empty_prompt_is_an_error_before_anything_is_written(nonzero_t2l_dir
 def test_cli_rejects_a_non_positive_token_limit(nonzero_t2l_dir, tmp_path, capsys):
     out = tmp_path / "never"
     args = ["generate", "A task.", "--t2l", str(nonzero_t2l_dir), "--out", str(out), "--prompt", PROMPT]
-    assert main(args + ["--max-new-tokens", "0"]) == 1
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, caught by argparse before anything loads
+        main(args + ["--max-new-tokens", "0"])
+    assert exit_info.value.code == 2
     assert "--max-new-tokens" in capsys.readouterr().err
     assert not out.exists()
 
