@@ -180,10 +180,10 @@ def finite_float(text: str) -> float:
 def positive_float(text: str) -> float:
     """An `argparse` type: a finite number above 0."""
     try:
-        value = float(text)
-    except ValueError:
+        value = finite_float(text)
+    except argparse.ArgumentTypeError:
         value = math.nan
-    if not (math.isfinite(value) and value > 0):
+    if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a number above 0, got {text!r}")
     return value
 
