@@ -27,6 +27,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--oracle-loras", default=None, help="folder of per-task adapter folders named by task")
     parser.add_argument("--benchmarks", default="all", help="comma-separated benchmark ids, 'all', or 'none'")
     parser.add_argument(
+        "--protocol", choices=("loglik", "generative"), default="loglik",
+        help="multiple-choice scoring: loglik = log-likelihood of each option; generative = the Text-to-LoRA paper's "
+        "prompt, a greedy reply, scored by the paper's rule (acc) and leniently (acc_lenient)",
+    )
+    parser.add_argument(
         "--conditions", default="all", help=f"comma-separated, from: {', '.join(CONDITIONS)}; 'all' = every one possible"
     )
     parser.add_argument("--limit", type=positive_int, default=None, help="examples per task (a fixed sample for the seed)")
@@ -42,6 +47,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--collection-generate", action="store_true", help="also score free generation (slow)")
     parser.add_argument("--no-chat-template", dest="chat_template", action="store_false",
                         help="plain-text prompts instead of the tokenizer's chat template")
+    parser.add_argument("--chat-template-file", default=None,
+                        help="a Jinja chat template to use instead of the tokenizer's (e.g. the paper's)")
+    parser.add_argument("--empty-system-message", action="store_true",
+                        help="an empty system message when a condition has none, as the paper (its chat templates "
+                        "emit the BOS token only after a system message)")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32",
+                        help="base model dtype (bfloat16 for 7-8B models on a GPU)")
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let the hypernetwork's description encoder run code from its folder (needed by the "
+                        "paper's converted checkpoints, whose encoder is gte-large-en-v1.5)")
     parser.add_argument("--batch-size", type=positive_int, default=8)
     parser.add_argument("--max-gen-toks", type=positive_int, default=None, help="cap on generated tokens")
     parser.add_argument("--code-timeout", type=positive_float, default=10.0, help="sandbox timeout per program, seconds")
@@ -64,6 +79,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     combine.add_argument("--out", type=Path, required=True, help="output folder")
     combine.set_defaults(func=run_combine)
 
+    protocols = subparsers.add_parser(
+        "eval-protocols",
+        help="both multiple-choice protocols side by side (pooled `t2l eval` runs of each)",
+        description="Pool the `t2l eval --protocol loglik` runs and the `--protocol generative` runs (e.g. seeds) and "
+        "show them side by side: per condition and benchmark the log-likelihood accuracy, the paper's-rule accuracy "
+        "and the lenient one, with paired differences; writes protocols.md, protocols.json and protocols.png.",
+    )
+    protocols.add_argument("--loglik", nargs="+", type=Path, required=True, help="output folders of --protocol loglik")
+    protocols.add_argument("--generative", nargs="+", type=Path, required=True,
+                           help="output folders of --protocol generative")
+    protocols.add_argument("--pairs", default=None, help="comma-separated 'a-b' condition pairs")
+    protocols.add_argument("--out", type=Path, required=True, help="output folder")
+    protocols.set_defaults(func=run_protocols)
+
 
 def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
@@ -79,6 +108,7 @@ def run_eval(args: argparse.Namespace) -> int:
         mt_lora=args.mt_lora,
         oracle_loras=args.oracle_loras,
         benchmarks=benchmarks,
+        protocol=args.protocol,
         conditions=None if args.conditions == "all" else _split(args.conditions),
         limit=args.limit,
         generation_limit=args.generation_limit,
@@ -92,6 +122,10 @@ def run_eval(args: argparse.Namespace) -> int:
         collection_tasks=_split(args.collection_tasks),
         collection_generate=args.collection_generate,
         chat_template=args.chat_template,
+        chat_template_file=args.chat_template_file,
+        dtype=args.dtype,
+        empty_system_message=args.empty_system_message,
+        trust_remote_code=args.trust_remote_code,
         batch_size=args.batch_size,
         max_gen_toks=args.max_gen_toks,
         code_timeout_s=args.code_timeout,
@@ -126,5 +160,26 @@ def run_combine(args: argparse.Namespace) -> int:
         handle.write(markdown)
     seeds = ", ".join(str(s) for s in report["seeds"])
     plot_results(report, args.out / "pooled.png", title=f"{report['base_model']} | pooled over seeds {seeds}")
+    print(markdown)
+    return 0
+
+
+def run_protocols(args: argparse.Namespace) -> int:
+    import json
+
+    from text2lora.evaluation.report import plot_protocols, protocols_markdown, protocols_report
+    from text2lora.io_utils import atomic_file
+
+    for run in [*args.loglik, *args.generative]:
+        if not (run / "results.json").is_file() or not (run / "examples.jsonl").is_file():
+            raise FileNotFoundError(f"{run} is not a `t2l eval` output folder (results.json and examples.jsonl).")
+    report = protocols_report(args.loglik, args.generative, _split(args.pairs))
+    markdown = protocols_markdown(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(args.out / "protocols.json") as handle:
+        json.dump(report, handle, indent=2)
+    with atomic_file(args.out / "protocols.md") as handle:
+        handle.write(markdown)
+    plot_protocols(report, args.out / "protocols.png")
     print(markdown)
     return 0

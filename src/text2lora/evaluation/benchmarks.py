@@ -20,6 +20,11 @@ TASKS_DIR = Path(__file__).parent / "tasks"
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 DEFAULT_BENCHMARK_DIR = _REPO_ROOT.parent / "shared" / "data" / "benchmarks"
 TASK_PREFIX = "t2l_"
+# How the multiple-choice benchmarks are scored: by the log-likelihood of each option (`loglik`, lm-eval's usual
+# way), or as the Text-to-LoRA paper does (`generative`): the paper's prompt asks for the option's label, the
+# reply is generated greedily and read by the paper's rule (`acc`) and leniently (`acc_lenient`).
+PROTOCOLS = ("loglik", "generative")
+GENERATIVE_SUFFIX = "_generative"
 
 
 @dataclass(frozen=True)
@@ -28,9 +33,10 @@ class BenchmarkSpec:
 
     Args:
         name: the benchmark id (`arc_easy`); its lm-eval task is `t2l_<name>`, its YAML `tasks/<name>.yaml`.
-        kind: `multiple_choice` (log-likelihood over options), `generate` (exact match of the final number)
+        kind: `multiple_choice` (options: log-likelihood, or a generated label), `generate` (exact match of the final number)
             or `code` (pass@1 of generated code run in the sandbox).
-        primary_metric: the metric shown in the main table and used for paired differences.
+        primary_metric: the metric shown in the main table and used for paired differences (log-likelihood
+            protocol; under the generative protocol a multiple-choice benchmark's is `acc`, the paper's rule).
     """
 
     name: str
@@ -44,6 +50,19 @@ class BenchmarkSpec:
     @property
     def yaml_path(self) -> Path:
         return TASKS_DIR / f"{self.name}.yaml"
+
+    def generative(self, protocol: str) -> bool:
+        """Whether this benchmark is scored by its generative config under `protocol` (multiple choice only:
+        GSM8K, MBPP and HumanEval are generative under both protocols)."""
+        check_protocol(protocol)
+        return protocol == "generative" and self.kind == "multiple_choice"
+
+    def yaml_path_for(self, protocol: str = "loglik") -> Path:
+        return TASKS_DIR / f"{self.name}{GENERATIVE_SUFFIX if self.generative(protocol) else ''}.yaml"
+
+    def metrics_for(self, protocol: str = "loglik") -> tuple[str, ...]:
+        """The metrics reported for this benchmark: the primary one first, then any shown beside it."""
+        return ("acc", "acc_lenient") if self.generative(protocol) else (self.primary_metric,)
 
 
 # The ten benchmarks of the Text-to-LoRA paper. Multiple choice uses length-normalised accuracy (`acc_norm`)
@@ -64,6 +83,12 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     )
 }
 MULTIPLE_CHOICE_BENCHMARKS = tuple(n for n, s in BENCHMARKS.items() if s.kind == "multiple_choice")
+
+
+def check_protocol(protocol: str) -> str:
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"Unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}.")
+    return protocol
 
 
 def resolve_benchmark_dir(data_dir: str | os.PathLike | None = None, required: bool = True) -> Path | None:
@@ -131,7 +156,11 @@ def load_task_config(yaml_path: str | os.PathLike, data_dir: str | os.PathLike) 
     return config
 
 
-def load_task_configs(names: list[str], data_dir: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
-    """Benchmark name -> lm-eval task config dict over the local files (ready for `TaskManager.load`)."""
+def load_task_configs(
+    names: list[str], data_dir: str | os.PathLike | None = None, protocol: str = "loglik"
+) -> dict[str, dict[str, Any]]:
+    """Benchmark name -> lm-eval task config dict over the local files (ready for `TaskManager.load`), for the
+    multiple-choice benchmarks the config of `protocol`."""
+    check_protocol(protocol)
     root = resolve_benchmark_dir(data_dir)
-    return {name: load_task_config(BENCHMARKS[name].yaml_path, root) for name in parse_benchmarks(names)}
+    return {name: load_task_config(BENCHMARKS[name].yaml_path_for(protocol), root) for name in parse_benchmarks(names)}

@@ -78,6 +78,115 @@ def exact_match(prediction: str, reference: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(reference))
 
 
+# ----------------------------------------------------------------------- option labels in generated replies
+#
+# The generative protocol asks for an option label ("B", "2", "true") and reads it from the reply in two ways:
+# the Text-to-LoRA paper's rule (SakanaAI/text-to-lora, Apache-2.0), which only accepts a reply that *starts*
+# with the label, and a lenient reading that also finds the label after a preamble ("The answer is B"),
+# markdown ("**B**"), or as the only option the reply names. The difference between the two is format.
+
+_PAPER_STRIP = " :`'\"(.)"  # the characters the paper strips from both ends of a reply
+# The labels the paper tries, in its order: letters first, then 0-10 (so "10" is read as "1").
+_PAPER_LABELS = tuple("abcdefghijklmnopqrstuvwxyz") + tuple(str(n) for n in range(11))
+# The paper reads a boolean from the first of these found anywhere in the reply (as a substring, in this order).
+_PAPER_BOOLEANS = (
+    ("1", True), ("0", False), ("yes", True), ("no", False), ("true", True), ("false", False),
+    ("positive", True), ("negative", False), ("valid", True), ("invalid", False),
+)
+
+
+def paper_choice(reply: str | None) -> str | None:
+    """The option label a reply starts with under the paper's rule, lower-cased, or `None`.
+
+    The reply is stripped of surrounding whitespace and of `` : ` ' " ( . ) `` at both ends and lower-cased; the
+    label is the first of a-z, then 0-10, that it starts with. So "B", "B.", "(B)" and "b: text" give "b", while
+    "**B**" and "The answer is B" give no label or a wrong one ("t")."""
+    text = str(reply or "").strip().strip(_PAPER_STRIP).lower()
+    return next((label for label in _PAPER_LABELS if text.startswith(label)), None)
+
+
+def paper_choice_correct(reply: str | None, gold: str) -> float:
+    """1.0 when the paper's rule reads the gold label from the reply (the gold label goes through the same rule)."""
+    predicted = paper_choice(reply)
+    return float(predicted is not None and predicted == paper_choice(gold))
+
+
+def paper_bool(reply: str | None) -> bool | None:
+    """The boolean the paper's BoolQ rule reads: the first of 1/0, yes/no, true/false, positive/negative,
+    valid/invalid (in that order) found anywhere in the lower-cased reply; `None` when none is found.
+
+    This is the paper's reading, quirks included: "no" inside "know" or "not" counts as no, and "invalid"
+    contains "valid"."""
+    text = str(reply or "").lower()
+    return next((value for token, value in _PAPER_BOOLEANS if token in text), None)
+
+
+def _label_alternation(labels) -> str:
+    return "|".join(re.escape(str(label)) for label in sorted({str(l) for l in labels}, key=len, reverse=True))
+
+
+_MARKUP = re.compile(r"[*_`#]+")
+_ANSWER_PHRASE = (
+    r"\b(?:answer|choice|option|ending|solution)\b(?:\s+(?:is|would\s+be|should\s+be|=))?\s*[:\-]?\s*"
+    r"(?:(?:option|choice|ending)\s+)?[\"'(\[]*"
+)
+
+
+def _first_label(pattern: str, text: str, flags: int = 0) -> str | None:
+    """The label (group 1) of the first match of `pattern` that stands alone: not followed by a letter or
+    digit, and not the article "a" before a lower-case word ("A man is..." / "the answer is a plant")."""
+    for match in re.finditer(pattern, text, flags):
+        label, rest = match.group(1), text[match.end(1):]
+        if rest[:1].isalnum():
+            continue
+        if label.lower() == "a" and re.match(r"\s+[a-z]", rest):
+            continue
+        return label
+    return None
+
+
+def lenient_choice(reply: str | None, labels, options=()) -> str | None:
+    """The option a reply names, read leniently; returns one of `labels` (as given) or `None`.
+
+    In order: (1) the reply, without markdown, quotes and brackets, starts with a label ("**B**", "(B) text");
+    (2) the first "answer is X" / "Answer: X" / "Option X" / "the correct choice is (X)"; (3) exactly one label
+    starts a line ("...\nB: text"); (4) exactly one option's text appears in the reply. The article "a" before
+    a lower-case word ("A man is...") is not read as the label A."""
+    text = _MARKUP.sub("", str(reply or "")).strip()
+    if not text:
+        return None
+    by_key = {str(label).lower(): label for label in labels}
+    alternation = _label_alternation(labels)
+    found = _first_label(rf"^[\s\"'(\[{{<]*({alternation})", text, re.IGNORECASE)
+    if found is None:
+        found = _first_label(rf"{_ANSWER_PHRASE}({alternation})", text, re.IGNORECASE)
+    if found is not None:
+        return by_key[found.lower()]
+    line_starts = {
+        by_key[m.group(1).lower()]
+        for m in re.finditer(rf"^[\s\-\"'(\[]*({alternation})\s*[:.)\]]", text, re.IGNORECASE | re.MULTILINE)
+    }
+    if len(line_starts) == 1:
+        return line_starts.pop()
+    lowered = " ".join(text.lower().split())
+    named = {
+        label for label, option in zip(labels, options)
+        if len(str(option).strip()) >= 3 and str(option).strip().lower() != "n/a"
+        and " ".join(str(option).lower().strip().rstrip(".").split()) in lowered
+    }
+    return named.pop() if len(named) == 1 else None
+
+
+_BOOLEAN_WORD = re.compile(r"\b(yes|no|true|false|1|0)\b", re.IGNORECASE)
+
+
+def lenient_bool(reply: str | None) -> bool | None:
+    """The first whole word yes/no/true/false/1/0 in the reply (any case), or `None`: "True.", "**Yes**",
+    "The answer is false"; unlike the paper's rule, "I know" and "not" do not read as no."""
+    match = _BOOLEAN_WORD.search(str(reply or ""))
+    return None if match is None else match.group(1).lower() in ("yes", "true", "1")
+
+
 _FENCE = re.compile(r"```[ \t]*(?:python|py|Python)?[ \t]*\n(?P<code>.*?)(?:\n?```|\Z)", re.DOTALL)
 
 

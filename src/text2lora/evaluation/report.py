@@ -69,6 +69,7 @@ def build_results(*, config, tasks, conditions, runs, examples, missing_oracles,
         task_results[entry.name] = {
             "kind": entry.kind,
             "primary_metric": entry.primary_metric,
+            "extra_metrics": list(entry.extra_metrics),
             "higher_is_better": entry.primary_metric not in LOWER_IS_BETTER,
             "n_examples": sum(len(v) for v in entry.samples.values()),
             "n_available": sum(entry.sizes.values()),
@@ -105,20 +106,41 @@ def _scope(task: dict) -> str:
 
 
 def summarize(task_results: dict[str, Any], condition_names: list[str]) -> dict[str, Any]:
-    """Per scope (benchmarks, held-out MC, held-out NLL), each condition's mean of the tasks' primary metric."""
+    """Per scope (benchmarks, held-out MC, held-out NLL), each condition's mean of the tasks' primary metric.
+
+    A metric shown beside the primary one (`extra_metrics`, e.g. `acc_lenient` under the generative protocol) gets
+    its own entry, `"<scope> [<metric>]"`, averaged over the tasks that report it; for the others of the scope
+    (e.g. GSM8K's exact match) their primary metric stands in, so both averages cover the same tasks."""
     summary: dict[str, Any] = {}
     for scope in (BENCHMARK_SCOPE, HELDOUT_MC_SCOPE, HELDOUT_NLL_SCOPE):
         members = {name: t for name, t in task_results.items() if _scope(t) == scope}
         if not members:
             continue
-        row = {}
-        for condition in condition_names:
-            values = [t["conditions"][condition]["metrics"][t["primary_metric"]]["mean"]
-                      for t in members.values() if condition in t["conditions"]]
-            if values:
-                row[condition] = {"mean": float(np.mean(values)), "n_tasks": len(values), "of": len(members)}
-        summary[scope] = row
+        summary[scope] = _summary_row(members, condition_names, None)
+        for extra in dict.fromkeys(m for t in members.values() for m in t.get("extra_metrics", [])):
+            summary[f"{scope} [{extra}]"] = _summary_row(members, condition_names, extra)
     return summary
+
+
+def _summary_row(members: dict[str, Any], condition_names: list[str], extra: str | None) -> dict[str, Any]:
+    row = {}
+    for condition in condition_names:
+        values = []
+        for task in members.values():
+            if condition not in task["conditions"]:
+                continue
+            metric = extra if extra in task.get("extra_metrics", []) else task["primary_metric"]
+            values.append(task["conditions"][condition]["metrics"][metric]["mean"])
+        if values:
+            row[condition] = {"mean": float(np.mean(values)), "n_tasks": len(values), "of": len(members)}
+    return row
+
+
+def metric_of_scope(scope: str) -> str:
+    """The metric a summary entry averages: the bracketed extra metric, NLL, or each task's primary metric."""
+    if scope.endswith("]") and " [" in scope:
+        return scope.rsplit(" [", 1)[1][:-1]
+    return "completion_nll" if "NLL" in scope else "primary"
 
 
 def _pairs(requested, names: list[str]) -> list[tuple[str, str]]:
@@ -132,14 +154,19 @@ def _pairs(requested, names: list[str]) -> list[tuple[str, str]]:
 # ---------------------------------------------------------------------------------- paired differences
 
 
-def per_example_values(examples: list[dict], task_results: dict[str, Any]) -> dict[tuple[str, str], dict[str, float]]:
-    """(task, condition) -> example id -> the primary metric averaged over the condition's runs."""
+def per_example_values(
+    examples: list[dict], task_results: dict[str, Any], metric: str | None = None
+) -> dict[tuple[str, str], dict[str, float]]:
+    """(task, condition) -> example id -> the primary metric (or `metric`, for the tasks that report it)
+    averaged over the condition's runs."""
     collected: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for example in examples:
         task = task_results.get(example["task"])
         if task is None:
             continue
-        value = example["metrics"].get(task["primary_metric"])
+        if metric is not None and metric not in task.get("extra_metrics", []):
+            continue
+        value = example["metrics"].get(metric or task["primary_metric"])
         if value is not None:
             collected[(example["task"], example["condition"])][example["example"]].append(float(value))
     return {key: {ex: float(np.mean(v)) for ex, v in values.items()} for key, values in collected.items()}
@@ -149,27 +176,35 @@ def paired_differences(
     examples: list[dict], task_results: dict[str, Any], pairs: list[tuple[str, str]], iterations: int = 2000, seed: int = 0
 ) -> list[dict[str, Any]]:
     """For each pair (a, b): per task and pooled per scope, the mean of a - b over shared examples with a 95%
-    bootstrap CI and a two-sided bootstrap p-value. Positive means a scored higher (for NLL: a was *worse*)."""
-    values = per_example_values(examples, task_results)
+    bootstrap CI and a two-sided bootstrap p-value. Positive means a scored higher (for NLL: a was *worse*).
+
+    Metrics shown beside the primary one (`extra_metrics`) get rows of their own, per task and pooled over the
+    tasks that report them."""
+    extras = list(dict.fromkeys(m for info in task_results.values() for m in info.get("extra_metrics", [])))
     out: list[dict[str, Any]] = []
-    for a, b in pairs:
-        pooled: dict[str, tuple[list[float], list[str]]] = defaultdict(lambda: ([], []))
-        for task, info in task_results.items():
-            va, vb = values.get((task, a)), values.get((task, b))
-            if not va or not vb:
-                continue
-            shared = sorted(set(va) & set(vb), key=_natural)
-            if not shared:
-                continue
-            diffs = [va[e] - vb[e] for e in shared]
-            out.append(_difference(a, b, task, info["primary_metric"], diffs, None, iterations, seed))
-            scope_diffs, scope_tasks = pooled[_scope(info)]
-            scope_diffs.extend(diffs)
-            scope_tasks.extend([task] * len(diffs))
-        for scope, (diffs, strata) in pooled.items():
-            if len(set(strata)) > 1:
-                metric = "primary" if scope == BENCHMARK_SCOPE else ("completion_nll" if "NLL" in scope else "acc_norm")
-                out.append(_difference(a, b, f"all {scope}", metric, diffs, strata, iterations, seed))
+    for metric in [None, *extras]:
+        values = per_example_values(examples, task_results, metric)
+        for a, b in pairs:
+            pooled: dict[str, tuple[list[float], list[str]]] = defaultdict(lambda: ([], []))
+            for task, info in task_results.items():
+                va, vb = values.get((task, a)), values.get((task, b))
+                if not va or not vb:
+                    continue
+                shared = sorted(set(va) & set(vb), key=_natural)
+                if not shared:
+                    continue
+                diffs = [va[e] - vb[e] for e in shared]
+                out.append(_difference(a, b, task, metric or info["primary_metric"], diffs, None, iterations, seed))
+                scope_diffs, scope_tasks = pooled[_scope(info)]
+                scope_diffs.extend(diffs)
+                scope_tasks.extend([task] * len(diffs))
+            for scope, (diffs, strata) in pooled.items():
+                if len(set(strata)) > 1:
+                    if metric is not None:
+                        label = metric
+                    else:
+                        label = "primary" if scope == BENCHMARK_SCOPE else ("completion_nll" if "NLL" in scope else "acc_norm")
+                    out.append(_difference(a, b, f"all {scope}", label, diffs, strata, iterations, seed))
     return out
 
 
@@ -236,23 +271,25 @@ def pooled_means(examples: list[dict], tasks: dict[str, Any], condition_names: l
 
     For completion NLL this is the mean of per-example NLLs, which can differ from a single run's token-weighted
     figure."""
-    values = per_example_values(examples, tasks)
+    extras = list(dict.fromkeys(m for info in tasks.values() for m in info.get("extra_metrics", [])))
+    values = {metric: per_example_values(examples, tasks, metric) for metric in [None, *extras]}
     pooled: dict[str, Any] = {}
     for name, info in tasks.items():
         per_condition = {}
         for condition in condition_names:
-            by_example = values.get((name, condition))
+            by_example = values[None].get((name, condition))
             if by_example:
-                mean = float(np.mean(list(by_example.values())))
-                per_condition[condition] = {
-                    "n_runs": 1,
-                    "n_examples": len(by_example),
-                    "metrics": {info["primary_metric"]: {"mean": mean, "std": 0.0}},
-                }
+                metrics = {info["primary_metric"]: {"mean": float(np.mean(list(by_example.values()))), "std": 0.0}}
+                for extra in info.get("extra_metrics", []):
+                    extra_values = values[extra].get((name, condition), {})
+                    metrics[extra] = {"mean": float(np.mean(list(extra_values.values()))) if extra_values else math.nan,
+                                      "std": 0.0}
+                per_condition[condition] = {"n_runs": 1, "n_examples": len(by_example), "metrics": metrics}
         if per_condition:
             pooled[name] = {
                 "kind": info["kind"],
                 "primary_metric": info["primary_metric"],
+                "extra_metrics": list(info.get("extra_metrics", [])),
                 "higher_is_better": info["higher_is_better"],
                 "n_examples": max(c["n_examples"] for c in per_condition.values()),
                 "conditions": per_condition,
@@ -272,6 +309,7 @@ def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None =
         "format": RESULTS_FORMAT + "-combined",
         "runs": [str(d) for d in run_dirs],
         "seeds": [config.get("seed") for config in configs],
+        "protocols": sorted({config.get("protocol", "loglik") for config in configs}),
         "base_model": configs[0].get("base_model"),
         "conditions": {name: {"label": condition_label(name, num_fewshot)} for name in names},
         "tasks": pooled,
@@ -313,6 +351,199 @@ def paired_markdown(rows: list[dict[str, Any]]) -> str:
             f"{scale * row['mean_diff']:+.2f} | [{scale * low:+.2f}, {scale * high:+.2f}] | {row['p_boot']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ the two protocols side by side
+
+# (protocol, metric, label): the measures of a multiple-choice benchmark the side-by-side table shows.
+PROTOCOL_MEASURES = (
+    ("loglik", "primary", "log-likelihood (acc_norm)"),
+    ("generative", "primary", "generative, paper's rule (acc)"),
+    ("generative", "acc_lenient", "generative, lenient (acc_lenient)"),
+)
+
+
+def protocols_report(
+    loglik_dirs: list[str | Path], generative_dirs: list[str | Path], pairs: list[str] | None = None, iterations: int = 2000
+) -> dict[str, Any]:
+    """The same conditions measured under both protocols (each pooled over its runs, e.g. seeds), side by side:
+    per benchmark and condition the log-likelihood accuracy, the paper's-rule accuracy and the lenient one, and
+    the paired differences of each. Only benchmarks measured under both protocols are kept."""
+    reports = {"loglik": combined_paired_report(loglik_dirs, pairs, iterations),
+               "generative": combined_paired_report(generative_dirs, pairs, iterations)}
+    for protocol, report in reports.items():
+        if report["protocols"] != [protocol]:
+            raise ValueError(f"The --{protocol} runs were measured under {report['protocols']}, not {protocol!r}.")
+    shared = [t for t in reports["generative"]["tasks"] if t in reports["loglik"]["tasks"]
+              and reports["generative"]["tasks"][t]["kind"] == "benchmark"]
+    if not shared:
+        raise ValueError("No benchmark was measured under both protocols.")
+    conditions = [c for c in reports["loglik"]["conditions"] if c in reports["generative"]["conditions"]]
+    return {
+        "format": RESULTS_FORMAT + "-protocols",
+        "base_model": reports["loglik"]["base_model"],
+        "seeds": {p: r["seeds"] for p, r in reports.items()},
+        "runs": {p: r["runs"] for p, r in reports.items()},
+        "benchmarks": shared,
+        "conditions": {c: reports["loglik"]["conditions"][c] for c in conditions},
+        "measures": [{"protocol": p, "metric": m, "label": label} for p, m, label in PROTOCOL_MEASURES],
+        "loglik": reports["loglik"],
+        "generative": reports["generative"],
+    }
+
+
+def _measure_mean(report: dict[str, Any], task: str, condition: str, metric: str) -> float:
+    info = report["tasks"].get(task, {})
+    entry = info.get("conditions", {}).get(condition)
+    if entry is None:
+        return math.nan
+    name = info["primary_metric"] if metric == "primary" else metric
+    return entry["metrics"].get(name, {"mean": math.nan})["mean"]
+
+
+def _measure_average(report: dict[str, Any], benchmarks: list[str], condition: str, metric: str) -> float:
+    values = [_measure_mean(report, task, condition, metric) for task in benchmarks]
+    return float(np.mean(values)) if values and not any(math.isnan(v) for v in values) else math.nan
+
+
+def _measure_pair(report: dict[str, Any], a: str, b: str, scope: str, metric: str) -> dict[str, Any] | None:
+    for row in report["paired"]:
+        if row["a"] == a and row["b"] == b and row["scope"] == scope:
+            if (metric == "primary" and row["metric"] not in EXTRA_PAIR_METRICS) or row["metric"] == metric:
+                return row
+    return None
+
+
+EXTRA_PAIR_METRICS = ("acc_lenient",)
+
+
+def protocols_markdown(report: dict[str, Any]) -> str:
+    """Both protocols side by side: the benchmark average per condition, each benchmark, and the paired
+    differences (mean over benchmarks, each weighing equally; 95% bootstrap CIs)."""
+    measures = [(m["protocol"], m["metric"], m["label"]) for m in report["measures"]]
+    conditions = list(report["conditions"])
+    benchmarks = report["benchmarks"]
+    seeds = "; ".join(f"{p}: seeds {', '.join(str(s) for s in v)}" for p, v in report["seeds"].items())
+    n = {p: report[p]["tasks"][benchmarks[0]]["n_examples"] for p in ("loglik", "generative")}
+    lines = [
+        f"# Both protocols side by side: {report['base_model']}",
+        "",
+        f"{len(benchmarks)} multiple-choice benchmarks ({', '.join(benchmarks)}); {seeds}; examples per benchmark "
+        f"pooled over the seeds: {n['loglik']} (log-likelihood), {n['generative']} (generative). Accuracy in %.",
+        "",
+        "- **log-likelihood**: the option whose text the model finds most likely after the question (length-"
+        "normalised); it never asks the model to answer, so format cannot cost points.",
+        "- **generative, paper's rule**: the Text-to-LoRA paper's prompt asks for the option's label, the model "
+        "replies greedily, and the reply counts only when it *starts* with the gold label (after stripping quotes, "
+        "colons, brackets, full stops); BoolQ replies are read as booleans (1/0, yes/no, true/false, ...). This is how "
+        "the paper's tables are measured.",
+        "- **generative, lenient**: the same replies, with the label also found after a preamble (\"The answer is "
+        "B\"), in markdown, or as the only option the reply names. Lenient minus paper's rule is how much is format.",
+        "",
+        "## Mean over the benchmarks",
+        "",
+        "| condition | " + " | ".join(label for _, _, label in measures) + " |",
+        "|---|" + "---:|" * len(measures),
+    ]
+    for condition in conditions:
+        cells = [_fmt(_measure_average(report[p], benchmarks, condition, m), "acc") for p, m, _ in measures]
+        lines.append(f"| {report['conditions'][condition]['label']} | " + " | ".join(cells) + " |")
+    pairs = [(row["a"], row["b"]) for row in report["loglik"]["paired"] if row["scope"] == f"all {BENCHMARK_SCOPE}"]
+    pairs = list(dict.fromkeys(pairs))
+    if pairs:
+        lines += [
+            "",
+            "## Paired differences, pooled over the benchmarks",
+            "",
+            "Mean of a − b over the same examples (each condition averaged over its descriptions first), benchmarks "
+            "weighing equally, in points; [95% bootstrap CI].",
+            "",
+            "| a − b | " + " | ".join(label for _, _, label in measures) + " |",
+            "|---|" + "---|" * len(measures),
+        ]
+        for a, b in pairs:
+            cells = [_pair_cell(_measure_pair(report[p], a, b, f"all {BENCHMARK_SCOPE}", m)) for p, m, _ in measures]
+            lines.append(f"| {a} − {b} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "## Each benchmark",
+        "",
+        "| benchmark | measure | " + " | ".join(report["conditions"][c]["label"] for c in conditions) + " |",
+        "|---|---|" + "---:|" * len(conditions),
+    ]
+    for task in benchmarks:
+        for protocol, metric, label in measures:
+            cells = [_fmt(_measure_mean(report[protocol], task, c, metric), "acc") for c in conditions]
+            lines.append(f"| {task} | {label} | " + " | ".join(cells) + " |")
+    if pairs:
+        lines += [
+            "",
+            "## Paired differences per benchmark",
+            "",
+            "| a − b | benchmark | " + " | ".join(label for _, _, label in measures) + " |",
+            "|---|---|" + "---|" * len(measures),
+        ]
+        for a, b in pairs:
+            for task in benchmarks:
+                cells = [_pair_cell(_measure_pair(report[p], a, b, task, m)) for p, m, _ in measures]
+                lines.append(f"| {a} − {b} | {task} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pair_cell(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    low, high = row["ci95"]
+    return f"{100 * row['mean_diff']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def plot_protocols(report: dict[str, Any], path: str | Path) -> None:
+    """Two panels: each condition's mean over the benchmarks under the three measures, and the pooled paired
+    differences (a − b) with their 95% CIs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    measures = [(m["protocol"], m["metric"], m["label"]) for m in report["measures"]]
+    conditions = list(report["conditions"])
+    benchmarks = report["benchmarks"]
+    pairs = list(dict.fromkeys((r["a"], r["b"]) for r in report["loglik"]["paired"]
+                               if r["scope"] == f"all {BENCHMARK_SCOPE}"))
+    fig, axes = plt.subplots(2 if pairs else 1, 1, figsize=(max(9, 1.3 * len(conditions)), 9 if pairs else 4.5),
+                             squeeze=False)
+    colors = plt.get_cmap("tab10")
+    width = 0.8 / len(measures)
+    ax = axes[0, 0]
+    for i, (protocol, metric, label) in enumerate(measures):
+        x = np.arange(len(conditions)) + (i - (len(measures) - 1) / 2) * width
+        means = [100 * _measure_average(report[protocol], benchmarks, c, metric) for c in conditions]
+        ax.bar(x, means, width, label=label, color=colors(i))
+    ax.set_xticks(np.arange(len(conditions)))
+    ax.set_xticklabels([report["conditions"][c]["label"] for c in conditions], rotation=25, ha="right")
+    ax.set_ylabel(f"mean accuracy over {len(benchmarks)} benchmarks (%)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    if pairs:
+        ax = axes[1, 0]
+        for i, (protocol, metric, label) in enumerate(measures):
+            x = np.arange(len(pairs)) + (i - (len(measures) - 1) / 2) * width
+            rows = [_measure_pair(report[protocol], a, b, f"all {BENCHMARK_SCOPE}", metric) for a, b in pairs]
+            means = [100 * r["mean_diff"] if r else np.nan for r in rows]
+            errs = np.array([[100 * (r["mean_diff"] - r["ci95"][0]), 100 * (r["ci95"][1] - r["mean_diff"])] if r
+                             else [0.0, 0.0] for r in rows]).T
+            ax.bar(x, means, width, yerr=errs, capsize=2, label=label, color=colors(i))
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(np.arange(len(pairs)))
+        ax.set_xticklabels([f"{a} − {b}" for a, b in pairs], rotation=25, ha="right")
+        ax.set_ylabel("paired difference, points (95% CI)")
+        ax.grid(axis="y", alpha=0.3)
+    seeds = sorted({s for v in report["seeds"].values() for s in v})
+    fig.suptitle(f"{report['base_model']} | both protocols | seeds {', '.join(str(s) for s in seeds)}")
+    fig.tight_layout()
+    with atomic_file(path, mode="wb") as handle:
+        fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -359,18 +590,18 @@ def main_table_lines(results: dict[str, Any]) -> list[str]:
         "|---|---|---:|" + "---:|" * len(labels),
     ]
     for name, task in results["tasks"].items():
-        metric = task["primary_metric"]
-        cells = []
-        for condition in conditions:
-            entry = task["conditions"].get(condition)
-            if entry is None:
-                cells.append("–")
-            else:
-                stats = entry["metrics"].get(metric, {"mean": math.nan, "std": 0.0})
-                cells.append(_fmt(stats["mean"], metric, stats["std"] if entry["n_runs"] > 1 else None))
-        lines.append(f"| {name} | {metric} | {task['n_examples']} | " + " | ".join(cells) + " |")
+        for metric in [task["primary_metric"], *task.get("extra_metrics", [])]:
+            cells = []
+            for condition in conditions:
+                entry = task["conditions"].get(condition)
+                if entry is None:
+                    cells.append("–")
+                else:
+                    stats = entry["metrics"].get(metric, {"mean": math.nan, "std": 0.0})
+                    cells.append(_fmt(stats["mean"], metric, stats["std"] if entry["n_runs"] > 1 else None))
+            lines.append(f"| {name} | {metric} | {task['n_examples']} | " + " | ".join(cells) + " |")
     for scope, row in results["summary"].items():
-        metric = "completion_nll" if "NLL" in scope else "primary"
+        metric = metric_of_scope(scope)
         cells = []
         for condition in conditions:
             entry = row.get(condition)
@@ -383,6 +614,13 @@ def main_table_lines(results: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _protocol_note(protocol: str) -> str:
+    if protocol == "generative":
+        return ("the paper's prompt, greedy reply; `acc`: the paper's rule, the reply starts with the gold label; "
+                "`acc_lenient`: the label read leniently, e.g. from \"The answer is B\"")
+    return "log-likelihood of each option; `acc_norm` per character"
+
+
 def markdown_report(results: dict[str, Any]) -> str:
     """The main table (tasks x conditions), summaries, paired differences and the list of runs."""
     config = results["config"]
@@ -393,6 +631,7 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"- base model: `{config['base_model']}`; hypernetwork: `{config['t2l']}`; multi-task LoRA: "
             f"`{config['mt_lora']}`; oracle LoRAs: `{config['oracle_loras']}`"
         ),
+        f"- multiple-choice protocol: `{config.get('protocol', 'loglik')}` ({_protocol_note(config.get('protocol', 'loglik'))})",
         (
             f"- seed {config['seed']}; limit {config['limit']} examples per task (generation benchmarks: "
             f"{config['generation_limit'] or config['limit']}); chat template: {config['chat_template']}; "

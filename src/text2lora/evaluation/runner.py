@@ -31,11 +31,12 @@ from ..base_models import DEFAULT_BASE_MODEL
 from ..checkpoints import resolve_adapter
 from ..io_utils import atomic_file
 from .adapter_switch import AdapterSwitch
-from .benchmarks import BENCHMARKS, load_task_configs, parse_benchmarks, resolve_benchmark_dir
+from .benchmarks import BENCHMARKS, check_protocol, load_task_configs, parse_benchmarks, resolve_benchmark_dir
 from .conditions import CONDITIONS, Condition, RunPlanner, RunSpec, parse_conditions
-from .metrics import extract_final_number
+from .metrics import extract_final_number, lenient_bool, lenient_choice, paper_bool, paper_choice
 
 CODE_TIMEOUT_ENV = "TEXT2LORA_CODE_TIMEOUT"  # read by tasks/utils.py
+_DTYPES = ("float32", "bfloat16", "float16")
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ class EvalConfig:
         mt_lora: a multi-task LoRA adapter folder (PEFT), for `mt_lora`.
         oracle_loras: a folder of per-task adapter folders named by task (`arc_easy/`, ...), for `oracle_lora`.
         benchmarks: benchmark ids (default all ten); `[]` for held-out tasks only.
+        protocol: how the multiple-choice benchmarks are scored: `loglik` (log-likelihood of each option) or
+            `generative` (the Text-to-LoRA paper's prompt, a greedy reply, the paper's rule and a lenient one).
         conditions: condition names (default: every condition whose inputs were given).
         limit: examples per task (a fixed, seeded sample); `None` for all.
         generation_limit: examples per generation/code benchmark (they cost ~100x more); default `limit`.
@@ -67,6 +70,13 @@ class EvalConfig:
         collection_tasks: only these held-out tasks.
         collection_generate: also generate answers for non-multiple-choice held-out tasks (exact match).
         chat_template: format prompts with the tokenizer's chat template (as T2L trains).
+        chat_template_file: a Jinja chat template to use instead of the tokenizer's (e.g. the templates the
+            Text-to-LoRA paper evaluated with, which have no default system prompt).
+        empty_system_message: give every prompt a system message, empty when the condition has none, as the
+            paper does (its chat templates emit the BOS token only with a system message).
+        dtype: the base model's dtype (`float32`, `bfloat16`, `float16`).
+        trust_remote_code: let the hypernetwork's description encoder run code from its folder (the paper's
+            converted checkpoints use gte-large-en-v1.5, which needs it).
         batch_size: lm-eval batch size.
         max_gen_toks: cap on generated tokens (default: each task's own setting).
         code_timeout_s: sandbox timeout per program.
@@ -84,6 +94,7 @@ class EvalConfig:
     mt_lora: str | None = field(default=None, metadata={"help": "Multi-task LoRA adapter folder."})
     oracle_loras: str | None = field(default=None, metadata={"help": "Folder of per-task adapters named by task."})
     benchmarks: list[str] | None = field(default=None, metadata={"help": "Benchmark ids; default all."})
+    protocol: str = field(default="loglik", metadata={"help": "Multiple choice: loglik or generative."})
     conditions: list[str] | None = field(default=None, metadata={"help": "Condition names; default all possible."})
     limit: int | None = field(default=None, metadata={"help": "Examples per task (seeded sample)."})
     generation_limit: int | None = field(default=None, metadata={"help": "Examples per generation benchmark."})
@@ -97,6 +108,10 @@ class EvalConfig:
     collection_tasks: list[str] | None = field(default=None, metadata={"help": "Only these held-out tasks."})
     collection_generate: bool = field(default=False, metadata={"help": "Also score free generation."})
     chat_template: bool = field(default=True, metadata={"help": "Use the tokenizer's chat template."})
+    chat_template_file: str | None = field(default=None, metadata={"help": "Jinja chat template file."})
+    empty_system_message: bool = field(default=False, metadata={"help": "An empty system message if none."})
+    dtype: str = field(default="float32", metadata={"help": "Base model dtype."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow the encoder's remote code."})
     batch_size: int = field(default=8, metadata={"help": "lm-eval batch size."})
     max_gen_toks: int | None = field(default=None, metadata={"help": "Cap on generated tokens."})
     code_timeout_s: float = field(default=10.0, metadata={"help": "Sandbox timeout per program (s)."})
@@ -113,6 +128,11 @@ class EvalConfig:
             self.benchmarks = [] if self.benchmarks in ("", "none") else parse_benchmarks(self.benchmarks)
         elif self.benchmarks is not None:
             self.benchmarks = parse_benchmarks(self.benchmarks) if self.benchmarks else []
+        check_protocol(self.protocol)
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(_DTYPES)}, got {self.dtype!r}.")
+        if self.chat_template_file is not None and not Path(self.chat_template_file).is_file():
+            raise FileNotFoundError(f"--chat-template-file {self.chat_template_file} is not a file.")
         if isinstance(self.conditions, str):
             self.conditions = [c.strip() for c in self.conditions.split(",") if c.strip()]
         for name in ("limit", "generation_limit"):
@@ -152,6 +172,7 @@ class TaskEntry:
     configs: dict[str, dict]
     primary_metric: str
     limit: int | None
+    extra_metrics: tuple[str, ...] = ()  # shown beside the primary metric (e.g. the lenient reading)
     descriptions: list[str] = field(default_factory=list)
     task_objects: dict[tuple[str, int], Any] = field(default_factory=dict)
     samples: dict[str, list[int]] = field(default_factory=dict)
@@ -186,10 +207,12 @@ class EvalRunner:
         if self.model is None:
             from ..base_models import load_base_model
 
-            self.model, self.tokenizer = load_base_model(config.base_model)
+            self.model, self.tokenizer = load_base_model(config.base_model, dtype=getattr(torch, config.dtype))
             self.model.to(config.device)
         elif self.tokenizer is None:
             raise ValueError("Pass the tokenizer together with the model.")
+        if config.chat_template_file is not None:
+            self.tokenizer.chat_template = Path(config.chat_template_file).read_text()
         self.model.eval()
         if self.tokenizer.eos_token_id is None:
             raise ValueError(
@@ -199,7 +222,7 @@ class EvalRunner:
         if any(c.adapter == "t2l" for c in self.conditions) and self.hypernetwork is None:
             from ..checkpoints import load_hypernetwork
 
-            self.hypernetwork = load_hypernetwork(config.t2l)
+            self.hypernetwork = load_hypernetwork(config.t2l, trust_remote_code=config.trust_remote_code)
         self.tasks = self._build_tasks()
 
     def _build_tasks(self) -> list[TaskEntry]:
@@ -210,7 +233,7 @@ class EvalRunner:
         evaluation_descriptions: dict[str, list[str]] = {}
         if benchmarks:
             resolve_benchmark_dir(config.data_dir)  # a clear error before anything else
-            configs = load_task_configs(benchmarks, config.data_dir)
+            configs = load_task_configs(benchmarks, config.data_dir, config.protocol)
             for name in benchmarks:
                 spec = BENCHMARKS[name]
                 cfg = configs[name]
@@ -219,7 +242,8 @@ class EvalRunner:
                 limit = config.limit
                 if spec.kind != "multiple_choice" and config.generation_limit is not None:
                     limit = config.generation_limit
-                tasks.append(TaskEntry(name, "benchmark", {"main": cfg}, spec.primary_metric, limit))
+                primary, *extra = spec.metrics_for(config.protocol)
+                tasks.append(TaskEntry(name, "benchmark", {"main": cfg}, primary, limit, extra_metrics=tuple(extra)))
         if needs_descriptions:
             from .descriptions import load_description_sets
 
@@ -286,8 +310,9 @@ class EvalRunner:
         start = time.perf_counter()
         with _quiet_libraries(self.config.show_progress), _environment_variable(CODE_TIMEOUT_ENV, str(self.config.code_timeout_s)):
             self._setup()
-            lm = HFLM(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.config.batch_size,
-                      device=self.config.device)
+            lm_class = _HFLMWithSystemMessage if self.config.empty_system_message else HFLM
+            lm = lm_class(pretrained=self.model, tokenizer=self.tokenizer, batch_size=self.config.batch_size,
+                          device=self.config.device)
             switch = AdapterSwitch(self.model, self.hypernetwork)
             plan = [(entry, spec) for condition in self.conditions for entry in self.tasks
                     for spec in self.planner.runs(condition, entry.name)]
@@ -391,6 +416,15 @@ class EvalRunner:
             "max_gen_toks": self.config.max_gen_toks,
             "configs": sorted(entry.configs),
         }
+        # Settings added later enter only when not at their default, so runs saved before them still resume.
+        if self.config.protocol != "loglik":
+            payload["protocol"] = self.config.protocol
+        if self.config.dtype != "float32":
+            payload["dtype"] = self.config.dtype
+        if self.config.empty_system_message:
+            payload["empty_system_message"] = True
+        if self.config.chat_template_file is not None:
+            payload["chat_template_file"] = hashlib.sha256(Path(self.config.chat_template_file).read_bytes()).hexdigest()
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def _cache_path(self, spec: RunSpec) -> Path | None:
@@ -418,6 +452,25 @@ class EvalRunner:
 # ------------------------------------------------------------------------------------------------ helpers
 
 
+def _hflm_with_system_message():
+    from lm_eval.models.huggingface import HFLM
+
+    class HFLMWithSystemMessage(HFLM):
+        """lm-eval's HFLM, but every chat starts with a system message (empty when the prompt has none):
+        lm-eval leaves out an empty system instruction, and the paper's chat templates need one."""
+
+        def apply_chat_template(self, chat_history, add_generation_prompt: bool = True) -> str:
+            if not chat_history or chat_history[0]["role"] != "system":
+                chat_history = [{"role": "system", "content": ""}, *chat_history]
+            return super().apply_chat_template(chat_history, add_generation_prompt)
+
+    return HFLMWithSystemMessage
+
+
+def _HFLMWithSystemMessage(*args, **kwargs):  # noqa: N802 (builds the class on first use: lm-eval imports slowly)
+    return _hflm_with_system_message()(*args, **kwargs)
+
+
 def select_examples(size: int, limit: int | None, seed: int, key: str) -> list[int]:
     """The indices of the examples a run evaluates: all, or `limit` of them chosen by (`seed`, `key`), sorted."""
     if limit is None or limit >= size:
@@ -441,7 +494,16 @@ def _prediction(cfg: dict, sample: dict, task: str) -> dict:
         response = sample["filtered_resps"][0]
         response = response[0] if isinstance(response, list) else response
         out = {"response": str(response)[:4000]}
-        if "answer_number" in sample["doc"]:
+        doc = sample["doc"]
+        if "gold_label" in doc and "labels" in doc:  # multiple choice, generative protocol
+            out["extracted"] = paper_choice(str(response))
+            out["extracted_lenient"] = lenient_choice(str(response), doc["labels"], doc["options"])
+            out["target"] = doc["gold_label"]
+        elif "gold_label" in doc and "answer" in doc:  # BoolQ, generative protocol
+            out["extracted"] = paper_bool(str(response))
+            out["extracted_lenient"] = lenient_bool(str(response))
+            out["target"] = bool(doc["answer"])
+        if "answer_number" in doc:
             out["extracted"] = extract_final_number(str(response))
             out["target"] = sample["doc"]["answer_number"]
         return out

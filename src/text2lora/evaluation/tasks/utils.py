@@ -17,7 +17,16 @@ from pathlib import Path
 import datasets
 
 from text2lora.evaluation.code_execution import SandboxConfig, check_solution
-from text2lora.evaluation.metrics import exact_match, extract_code, extract_final_number, numbers_equal
+from text2lora.evaluation.metrics import (
+    exact_match,
+    extract_code,
+    extract_final_number,
+    lenient_bool,
+    lenient_choice,
+    numbers_equal,
+    paper_bool,
+    paper_choice_correct,
+)
 
 CODE_TIMEOUT_ENV = "TEXT2LORA_CODE_TIMEOUT"
 
@@ -71,7 +80,9 @@ def load_piqa(data_files: dict, **_) -> datasets.DatasetDict:
     if len(labels) != len(records):
         raise ValueError(f"PIQA: {len(records)} records but {len(labels)} labels; the files do not belong together.")
     rows = [
-        {"goal": r["goal"], "query": f"Question: {r['goal']}\nAnswer:", "choices": [r["sol1"], r["sol2"]], "gold": label}
+        {"goal": r["goal"], "query": f"Question: {r['goal']}\nAnswer:", "choices": [r["sol1"], r["sol2"]], "gold": label,
+         "sol1": r["sol1"], "sol2": r["sol2"], "labels": ["0", "1"], "options": [r["sol1"], r["sol2"]],
+         "gold_label": str(label)}
         for r, label in zip(records, labels)
     ]
     return datasets.DatasetDict({"validation": datasets.Dataset.from_list(rows)})
@@ -90,7 +101,13 @@ def load_hellaswag(data_files: dict, **_) -> datasets.DatasetDict:
     rows = []
     for start in range(0, len(lines), 6):
         context, label, *endings = lines[start : start + 6]
-        rows.append({"query": context.strip(), "choices": [e.strip() for e in endings], "gold": int(label)})
+        endings = [e.strip() for e in endings]
+        rows.append({
+            "query": context.strip(), "choices": endings, "gold": int(label),
+            # the generative prompt shows the context without its "<activity label>: " (the raw `ctx`)
+            "ctx": context.strip().split(": ", 1)[-1], "labels": ["0", "1", "2", "3"], "options": endings,
+            "gold_label": str(int(label)),
+        })
     return datasets.DatasetDict({"validation": datasets.Dataset.from_list(rows)})
 
 
@@ -108,6 +125,66 @@ def winogrande_doc_to_target(doc: dict) -> str:
 def winogrande_doc_to_choice(doc: dict) -> list[str]:
     blank = doc["sentence"].index("_")
     return [doc["sentence"][:blank] + option for option in (doc["option1"], doc["option2"])]
+
+
+# ------------------------------------------------------------------------ multiple choice, generative protocol
+#
+# The `*_generative.yaml` tasks ask for an option label and generate the reply; every doc carries `labels` (as
+# the prompt shows them), `options` (their texts) and `gold_label`, and is scored by `option_process_results`.
+
+
+def process_arc_generative(dataset: datasets.Dataset) -> datasets.Dataset:
+    """ARC / OpenBookQA records -> `stem`, `option_lines` ("A: text" per line), `labels`, `options`, `gold_label`.
+
+    As in the paper, questions with fewer than four options are padded to four with "N/A" (letters continue
+    A-D, numeric labels continue 1-4). Unlike the paper's template, which shows the first four, a fifth option
+    is shown too (the handful of 5-option ARC questions would otherwise hide their answer when it is E)."""
+
+    def convert(doc):
+        labels = [str(choice["label"]) for choice in doc["question"]["choices"]]
+        options = [choice["text"] for choice in doc["question"]["choices"]]
+        if str(doc["answerKey"]) not in labels:
+            raise ValueError(f"Record {doc.get('id')}: answerKey {doc['answerKey']!r} is not one of its labels {labels}.")
+        while len(labels) < 4:
+            labels.append(str(len(labels) + 1) if labels[0].isdigit() else "ABCD"[len(labels)])
+            options.append("N/A")
+        return {
+            "stem": doc["question"]["stem"],
+            "labels": labels,
+            "options": options,
+            "option_lines": "\n".join(f"{label}: {text}" for label, text in zip(labels, options)),
+            "gold_label": str(doc["answerKey"]),
+        }
+
+    return dataset.map(convert)
+
+
+def process_boolq_generative(dataset: datasets.Dataset) -> datasets.Dataset:
+    return dataset.map(lambda doc: {"gold_label": "true" if doc["answer"] else "false"})
+
+
+def process_winogrande_generative(dataset: datasets.Dataset) -> datasets.Dataset:
+    def convert(doc):
+        return {"labels": ["1", "2"], "options": [doc["option1"], doc["option2"]], "gold_label": str(doc["answer"])}
+
+    return dataset.map(convert)
+
+
+def option_process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """`acc`: the paper's rule (the reply starts with the gold label, after stripping quotes, colons, brackets
+    and full stops); `acc_lenient`: the label read leniently (`metrics.lenient_choice`) is the gold one."""
+    reply = results[0]
+    return {
+        "acc": paper_choice_correct(reply, doc["gold_label"]),
+        "acc_lenient": float(lenient_choice(reply, doc["labels"], doc["options"]) == doc["gold_label"]),
+    }
+
+
+def boolq_process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """`acc`: the paper's flexible boolean reading (1/0, yes/no, true/false, ... as substrings, in that order);
+    `acc_lenient`: the first whole word yes/no/true/false/1/0."""
+    reply, gold = results[0], bool(doc["answer"])
+    return {"acc": float(paper_bool(reply) is gold), "acc_lenient": float(lenient_bool(reply) is gold)}
 
 
 # ------------------------------------------------------------------------------------------------- GSM8K

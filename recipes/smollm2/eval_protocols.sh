@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Issue 13, item 4: the shipped default (text2lora/t2l-smollm2-135m-instruct) and its baselines on the seven
+# multiple-choice benchmarks under both protocols (log-likelihood and the paper's generative one), 100 examples
+# x 2 seeds, every condition (base, + description, 3-shot, multi-task LoRA, T2L held-out / other task's /
+# random-string descriptions); then both protocols side by side with paired differences and 95% CIs.
+#
+#   nohup bash recipes/smollm2/eval_protocols.sh > /dev/null 2>&1 &
+#   tail -f runs/smollm2/eval-protocols/progress.log
+#
+# Resumable: every finished run (condition x benchmark x description) is saved in <out>/runs/ and `--resume`
+# reuses it, so rerunning this script continues where it stopped. Each benchmark is one `t2l eval` call under
+# `flock /tmp/t2l-heavy.lock` at nice 5, so heavy jobs on the shared machine take turns (one lock per ~15-60
+# minutes of work, not one for the whole night). Outputs: runs/smollm2/eval-protocols/<protocol>-seed<seed>/
+# (results.json, examples.jsonl, results.md, results.png), pooled tables in docs/results/eval-protocols/.
+# Settings can be overridden from the environment (LIMIT, SEEDS, PROTOCOLS, BENCHMARKS, OUT, TABLES, THREADS).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+OUT=${OUT:-runs/smollm2/eval-protocols}
+TABLES=${TABLES:-docs/results/eval-protocols}
+LIMIT=${LIMIT:-100}
+SEEDS=${SEEDS:-"0 1"}
+PROTOCOLS=${PROTOCOLS:-"loglik generative"}
+BENCHMARKS=${BENCHMARKS:-"arc_easy arc_challenge openbookqa piqa hellaswag winogrande boolq"}
+THREADS=${THREADS:-1}
+LOCK=/tmp/t2l-heavy.lock
+T2L=text2lora/t2l-smollm2-135m-instruct
+MT_LORA=text2lora/mt-lora-smollm2-135m-instruct
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+mkdir -p "$OUT/logs"
+PROGRESS="$OUT/progress.log"
+log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >> "$PROGRESS"; }
+
+# Runs per benchmark: base 1, description 3, 3-shot 1, multi-task LoRA 1, T2L 3 + other 3 + random 3.
+RUNS_PER_BENCHMARK=15
+n_benchmarks=$(wc -w <<< "$BENCHMARKS")
+total=$(( RUNS_PER_BENCHMARK * n_benchmarks ))
+
+eval_once() {  # protocol seed benchmarks(comma-separated) logfile
+    nice -n 5 flock "$LOCK" .venv/bin/t2l eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks "$3" \
+        --protocol "$1" --conditions all --limit "$LIMIT" --seed "$2" --threads "$THREADS" \
+        --out "$OUT/$1-seed$2" --resume --quiet >> "$4" 2>&1
+}
+
+tables() {  # pool whatever (protocol, seed) pairs are complete and write the side-by-side tables
+    local loglik=() generative=()
+    for seed in $SEEDS; do
+        if [[ -f "$OUT/loglik-seed$seed/COMPLETE" && -f "$OUT/generative-seed$seed/COMPLETE" ]]; then
+            loglik+=("$OUT/loglik-seed$seed"); generative+=("$OUT/generative-seed$seed")
+        fi
+    done
+    (( ${#loglik[@]} )) || return 0
+    mkdir -p "$TABLES"
+    nice -n 5 .venv/bin/t2l eval-protocols --loglik "${loglik[@]}" --generative "${generative[@]}" --out "$TABLES" \
+        >> "$OUT/logs/tables.log" 2>&1
+    for protocol in loglik generative; do
+        local dirs=("${loglik[@]}"); [[ $protocol == generative ]] && dirs=("${generative[@]}")
+        nice -n 5 .venv/bin/t2l eval-combine "${dirs[@]}" --out "$OUT/pooled-$protocol" >> "$OUT/logs/tables.log" 2>&1
+    done
+    log "tables: $TABLES/protocols.md from ${#loglik[@]} seed(s) per protocol"
+}
+
+trap 'log "stopped with an error (exit $?); see $OUT/logs/; rerun the script to continue"' ERR
+
+log "start: seeds [$SEEDS], protocols [$PROTOCOLS], $n_benchmarks benchmarks x $LIMIT examples, $total runs per (protocol, seed)"
+for seed in $SEEDS; do
+    for protocol in $PROTOCOLS; do
+        dir="$OUT/$protocol-seed$seed"
+        if [[ -f "$dir/COMPLETE" ]]; then
+            log "$protocol seed $seed: already complete"
+            continue
+        fi
+        for benchmark in $BENCHMARKS; do
+            started=$(date +%s)
+            eval_once "$protocol" "$seed" "$benchmark" "$OUT/logs/$protocol-seed$seed-$benchmark.log"
+            done_runs=$(find "$dir/runs" -name '*.json' 2>/dev/null | wc -l)
+            log "$protocol seed $seed: $benchmark done in $(( $(date +%s) - started )) s; $done_runs/$total runs saved"
+        done
+        # every run is saved now: one call over all benchmarks assembles results.json / results.md / results.png
+        eval_once "$protocol" "$seed" "$(tr ' ' ',' <<< "$BENCHMARKS")" "$OUT/logs/$protocol-seed$seed-all.log"
+        touch "$dir/COMPLETE"
+        log "$protocol seed $seed: complete ($dir/results.md)"
+        tables || log "tables: failed, see $OUT/logs/tables.log"
+    done
+done
+log "finished"
