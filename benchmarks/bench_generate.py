@@ -8,13 +8,19 @@ Each configuration runs in its own subprocess so peak memory is not inherited fr
     python benchmarks/bench_generate.py [--repeats 10] [--variants L M S] [--shapes mistral smollm2] [--plot out.png]
 
 With `--floor` (the figures the README quotes), one process alternates, round by round, our public call
-(`generate_lora` on task embeddings: forward, finiteness check, one adapter's contiguous copy) with the machine
-floor for the same work: a bare GEMM of the same head shapes (the heads are >90% of the FLOPs) and the machine's
-peak GEMM rate (a 2048^3 product). Other tenants' load on a shared machine swings absolute times ~4x; alternating
+(`generate_lora` on task embeddings: forward and finiteness check), the path issue 18 started from (the same
+forward, then a tensor-by-tensor finiteness check of each adapter), optionally `generate_lora` with MKL-packed
+heads (`--packed`), and the machine floor for the same work: a bare GEMM of the same head shapes (the heads are
+>90% of the FLOPs; the faster of `x @ W^T` and `W @ x^T`) and the machine's peak GEMM rate (a 2048^3 product). Other tenants' load on a shared machine swings absolute times ~4x; alternating
 puts both under the same load, so the per-round ratio (median over rounds) is what to compare. The absolute
 milliseconds are printed too, labelled as machine-dependent.
 
-    python benchmarks/bench_generate.py --floor [--variants L] [--shapes mistral] [--rounds 15] [--batch 64]
+    python benchmarks/bench_generate.py --floor [--packed] [--variants L] [--shapes mistral] [--rounds 15] [--batch 64]
+
+With `--heads`, the head GEMM forms alone (`x @ W^T`, `W @ x^T` with and without the copy to row-major, MKL-packed),
+alternated per round, for one adapter and for `--batch`:
+
+    python benchmarks/bench_generate.py --heads --shapes mistral [--rounds 15]
 
 With `--cache`, it measures the on-disk adapter cache instead (Mistral shapes, one adapter): a cold call (hash
 the hypernetwork's weights once, generate, write), a miss with the hypernetwork already hashed, a warm call
@@ -127,11 +133,18 @@ def run_cache(variant: str, repeats: int) -> dict:
     }
 
 
-def run_floor(variant: str, shape: str, rounds: int, batch: int, dtype: str) -> list[dict]:
-    """Ours vs the bare head GEMMs, alternated round by round in this process; 1 and `batch` adapters."""
+def run_floor(variant: str, shape: str, rounds: int, batch: int, dtype: str, packed: bool) -> list[dict]:
+    """Ours vs issue 18's starting point vs the bare head GEMMs, alternated round by round; 1 and `batch` adapters.
+
+    Per round, in this order: `before` (the path issue 18 measured: the same forward, then each adapter's PEFT
+    state dict checked tensor by tensor with `adapters.check_finite`, as `generate_lora` did), `ours`
+    (`generate_lora`), `packed` (`generate_lora` after `pack_heads()`, float32 only) and the floor (the bare head
+    GEMMs of the same shapes, both as `x @ W^T` and `W @ x^T`; the faster of the two counts).
+    """
     import torch
 
     from text2lora import T2LConfig, T2LModel
+    from text2lora.adapters import check_finite, factors_to_state_dict
 
     torch.manual_seed(0)
     config = T2LConfig(variant=variant, target_modules=["q_proj", "v_proj"], lora_r=8, **SHAPES[shape])
@@ -139,48 +152,64 @@ def run_floor(variant: str, shape: str, rounds: int, batch: int, dtype: str) -> 
     with torch.no_grad():
         for head in model.heads.values():
             head.weight.normal_(0, 0.01)
+    packed = packed and dtype == "float32"
+    packed_model = None
+    if packed:
+        packed_model = T2LModel(config).eval()
+        packed_model.load_state_dict(model.state_dict())
+        packed_model.pack_heads()
     heads = [(h.weight.detach(), h.bias.detach()) for h in model.heads.values()]
     passes = {"L": 1, "M": 2, "S": 2 * config.lora_r}[variant]
     square = torch.randn(2048, 2048, dtype=getattr(torch, dtype))
 
-    def ours(n: int, embeddings: torch.Tensor) -> float:
-        start = time.perf_counter()
-        model.generate_lora(embeddings[:n])
-        return time.perf_counter() - start
-
-    def floor(n: int, rows: torch.Tensor) -> float:
+    def timed(fn) -> float:
         start = time.perf_counter()
         with torch.no_grad():
-            for weight, bias in heads:  # the head GEMMs alone, in their fastest form, no bias add
-                torch.mm(weight, rows[: n * config.num_layers * passes].T)
+            fn()
         return time.perf_counter() - start
 
-    def peak() -> float:
-        start = time.perf_counter()
-        torch.mm(square, square)
-        return 2 * 2048**3 / (time.perf_counter() - start) / 1e9
+    def before(embeddings: torch.Tensor) -> None:
+        out = model(embeddings)
+        for index in range(embeddings.shape[0]):
+            lora_A = {m: out.lora_A[m][index] for m in config.target_modules}
+            lora_B = {m: out.lora_B[m][index] for m in config.target_modules}
+            check_finite(factors_to_state_dict(config, lora_A, lora_B), "bench")
 
-    head_in = config.head_in_size
+    def floor(rows: torch.Tensor) -> float:
+        linear = timed(lambda: [torch.nn.functional.linear(rows, w) for w, _ in heads])
+        transposed = timed(lambda: [torch.mm(w, rows.T) for w, _ in heads])
+        return min(linear, transposed)
+
+    def peak() -> float:
+        return 2 * 2048**3 / timed(lambda: torch.mm(square, square)) / 1e9
+
     embeddings = torch.randn(batch, config.task_embedding_size, dtype=getattr(torch, dtype))
-    rows = torch.randn(batch * config.num_layers * passes, head_in, dtype=getattr(torch, dtype))
+    all_rows = torch.randn(batch * config.num_layers * passes, config.head_in_size, dtype=getattr(torch, dtype))
     results = []
     for n in (1, batch):
-        ours(n, embeddings), floor(n, rows)  # warm-up
-        samples = {"ours": [], "floor": [], "ratio": [], "peak_gflops": []}
+        emb, rows = embeddings[:n], all_rows[: n * config.num_layers * passes]
+        runs = {"before": lambda: before(emb), "ours": lambda: model.generate_lora(emb)}
+        if packed:
+            runs["packed"] = lambda: packed_model.generate_lora(emb)
+        for fn in runs.values():
+            fn()  # warm-up
+        samples: dict[str, list[float]] = {k: [] for k in [*runs, "floor", "peak_gflops"]}
         for _ in range(rounds):
-            a, b = ours(n, embeddings), floor(n, rows)
-            samples["ours"].append(a * 1e3)
-            samples["floor"].append(b * 1e3)
-            samples["ratio"].append(a / b)
+            for name, fn in runs.items():
+                samples[name].append(timed(fn) * 1e3)
+            samples["floor"].append(floor(rows) * 1e3)
             samples["peak_gflops"].append(peak())
         flops = sum(2 * w.shape[0] * w.shape[1] for w, _ in heads) * n * config.num_layers * passes
-        med = {k: statistics.median(v) for k, v in samples.items()}
-        results.append({
-            "variant": variant, "shape": shape, "dtype": dtype, "n": n, "rounds": rounds,
-            "ours_ms": med["ours"], "floor_ms": med["floor"], "ratio_median": med["ratio"],
-            "ratio_min": min(samples["ratio"]), "ratio_max": max(samples["ratio"]),
-            "head_gflops_ours": flops / med["ours"] / 1e6, "peak_gflops": med["peak_gflops"],
-        })  # fmt: skip
+        row = {"variant": variant, "shape": shape, "dtype": dtype, "n": n, "rounds": rounds,
+               "peak_gflops": statistics.median(samples["peak_gflops"])}  # fmt: skip
+        for name in runs:
+            row[f"{name}_ms"] = statistics.median(samples[name])
+            for ref in ("floor", "before"):
+                ratios = [a / b for a, b in zip(samples[name], samples[ref])]
+                row[f"{name}_per_{ref}"] = (statistics.median(ratios), min(ratios), max(ratios))
+        row["floor_ms"] = statistics.median(samples["floor"])
+        row["head_gflops_ours"] = flops / row["ours_ms"] / 1e6
+        results.append(row)
     return results
 
 
@@ -189,19 +218,62 @@ def _floor_table(args: argparse.Namespace) -> None:
     for shape in args.shapes:
         for variant in args.variants:
             for dtype in args.dtypes:
-                rows += run_floor(variant, shape, args.rounds, args.batch, dtype)
-    print("| variant | shapes | dtype | adapters | ours / GEMM floor (median per round [min, max]) | ours ms* | floor ms* | "
-          "ours head GFLOP/s* | peak GEMM GFLOP/s* |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|")
+                rows += run_floor(variant, shape, args.rounds, args.batch, dtype, args.packed)
+
+    def ratio(r: dict, key: str) -> str:
+        if key not in r:
+            return "-"
+        med, low, high = r[key]
+        return f"{med:.2f}x [{low:.2f}, {high:.2f}]"
+
+    print("| variant | shapes | dtype | adapters | ours / before | packed / before | ours / GEMM floor | "
+          "packed / GEMM floor | before ms* | ours ms* | packed ms* | floor ms* | peak GEMM GFLOP/s* |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['variant']} | {r['shape']} | {r['dtype']} | {r['n']} | {r['ratio_median']:.2f}x "
-              f"[{r['ratio_min']:.2f}, {r['ratio_max']:.2f}] | {r['ours_ms']:.1f} | {r['floor_ms']:.1f} | "
-              f"{r['head_gflops_ours']:.0f} | {r['peak_gflops']:.0f} |")
-    print(f"\n* machine-dependent absolute figures (medians of {args.rounds} alternated rounds); "
-          "compare the ratios.")
+        packed_ms = f"{r['packed_ms']:.1f}" if "packed_ms" in r else "-"
+        print(f"| {r['variant']} | {r['shape']} | {r['dtype']} | {r['n']} | {ratio(r, 'ours_per_before')} | "
+              f"{ratio(r, 'packed_per_before')} | {ratio(r, 'ours_per_floor')} | {ratio(r, 'packed_per_floor')} | "
+              f"{r['before_ms']:.1f} | {r['ours_ms']:.1f} | {packed_ms} | {r['floor_ms']:.1f} | "
+              f"{r['peak_gflops']:.0f} |")
+    print(f"\nRatios: median per round [min, max] over {args.rounds} alternated rounds. * machine-dependent absolute "
+          "figures (medians); compare the ratios.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
+
+
+def run_heads(shape: str, rounds: int, batch: int) -> None:
+    """The head forms side by side (L head shapes, float32): which is fastest for 1 and for `batch` adapters."""
+    import torch
+
+    config = SHAPES[shape]
+    d_in_out = sum(8 * (i + o) for i, o in config["module_shapes"].values())
+    weight, bias = torch.randn(d_in_out, 512) * 0.01, torch.randn(d_in_out)
+    forms = {
+        "F.linear (x @ W^T, row-major out)": lambda x: torch.nn.functional.linear(x, weight, bias),
+        "W @ x^T (transposed view)": lambda x: torch.addmm(bias[:, None], weight, x.T).T,
+        "W @ x^T + copy to row-major": lambda x: torch.addmm(bias[:, None], weight, x.T).T.contiguous(),
+    }
+    if torch.backends.mkl.is_available():
+        packed = torch.ops.mkl._mkl_reorder_linear_weight(weight, config["num_layers"])
+        forms["MKL-packed F.linear (+memory)"] = lambda x: torch.ops.mkl._mkl_linear(
+            x, packed, weight, bias, config["num_layers"]
+        )
+    print(f"| form ({shape} L head, float32) | adapters | ms* | ratio to F.linear (median per round [min, max]) |")
+    print("|---|---:|---:|---:|")
+    for n in (1, batch):
+        x = torch.randn(n * config["num_layers"], 512)
+        times: dict[str, list[float]] = {k: [] for k in forms}
+        for _ in range(rounds):
+            for name, fn in forms.items():
+                start = time.perf_counter()
+                fn(x)
+                times[name].append(time.perf_counter() - start)
+        base = times["F.linear (x @ W^T, row-major out)"]
+        for name, values in times.items():
+            ratios = [a / b for a, b in zip(values, base)]
+            print(f"| {name} | {n} | {statistics.median(values) * 1e3:.1f} | {statistics.median(ratios):.2f}x "
+                  f"[{min(ratios):.2f}, {max(ratios):.2f}] |")
 
 
 def main() -> None:
@@ -215,7 +287,9 @@ def main() -> None:
     parser.add_argument("--json", default=None, help="write the results as JSON to this file")
     parser.add_argument("--cache", action="store_true", help="measure the adapter cache (cold vs warm) instead")
     parser.add_argument("--floor", action="store_true", help="ours vs the machine's GEMM floor, alternated per round")
-    parser.add_argument("--rounds", type=int, default=15, help="alternated rounds for --floor")
+    parser.add_argument("--rounds", type=int, default=15, help="alternated rounds for --floor and --heads")
+    parser.add_argument("--packed", action="store_true", help="with --floor: also generate with pack_heads()")
+    parser.add_argument("--heads", action="store_true", help="compare the head GEMM forms, alternated per round")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -225,6 +299,10 @@ def main() -> None:
             print(json.dumps(run_cache(variant, args.repeats)))
         else:
             print(json.dumps(run_one(variant, shape, args.repeats, int(n), dtype)))
+        return
+    if args.heads:
+        for shape in args.shapes:
+            run_heads(shape, args.rounds, args.batch)
         return
     if args.floor:
         if "--dtypes" not in sys.argv:

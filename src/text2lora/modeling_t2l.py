@@ -101,19 +101,33 @@ def per_description(fn, x: torch.Tensor, dim: int, out_dim: int | None = None) -
 def apply_head(head: nn.Linear, features: torch.Tensor) -> torch.Tensor:
     """`head(features)`: the one place the output heads (the bulk of the hypernetwork) are applied.
 
-    Computed as `(W @ x^T)^T`: with the head weight as the GEMM's left operand MKL does not re-pack the large
-    weight on every call, which makes one Mistral-shape L adapter ~15% faster on CPU than `x @ W^T`
-    (`benchmarks/bench_generate.py --heads`). The result is a transposed view (no copy); adapters are made
-    contiguous one at a time when they are handed out. Every row's result is bit-identical whatever the number of
-    rows in the call (tests/test_modeling.py checks adapters alone vs inside batches); the batch dependence once
-    blamed on this form came from the task projection, now computed one description at a time (`_trunk`).
+    Computed as `x @ W^T` (`F.linear`), which writes every (description, layer) row of the output row-major, the
+    layout PEFT and safetensors keep an adapter in, so no copy of the output is needed. (`W @ x^T` is up to ~10%
+    faster for a single adapter, but its transposed output then needs a copy that costs ~2x the GEMM itself for a
+    batch of 64 Mistral-shape adapters: `benchmarks/bench_generate.py --heads`.) Heads whose weights were packed
+    for MKL with `T2LModel.pack_heads()` use the packed copy; MKL gives the same bits as `F.linear` either way.
+
+    Batch invariance: every row's result is bit-identical whatever the number of rows in the call, except that a
+    single row takes BLAS's matrix-vector path, which rounds differently; a lone row is therefore computed as a
+    2-row product (tests/test_modeling.py checks adapters alone vs inside batches of 2-64).
     """
     rows = features.reshape(-1, features.shape[-1])
-    if head.bias is None:
-        out = torch.mm(head.weight, rows.transpose(0, 1))
+    lone = rows.shape[0] == 1
+    if lone:
+        rows = rows.expand(2, -1).contiguous()
+    packed = getattr(head, "_t2l_packed", None)
+    if packed is not None and packed[0] == _weight_token(head.weight) and rows.dtype == torch.float32:
+        out = torch.ops.mkl._mkl_linear(rows, packed[1], head.weight, head.bias, packed[2])
     else:
-        out = torch.addmm(head.bias[:, None], head.weight, rows.transpose(0, 1))
-    return out.transpose(0, 1).unflatten(0, features.shape[:-1])
+        out = F.linear(rows, head.weight, head.bias)
+    if lone:
+        out = out[:1]
+    return out.unflatten(0, features.shape[:-1])
+
+
+def _weight_token(weight: torch.Tensor) -> tuple:
+    """Identifies a weight's current values: storage, layout and in-place version (a packed copy is stale otherwise)."""
+    return (weight.data_ptr(), weight.shape, weight.stride(), weight.dtype, weight._version)
 
 
 class T2LPreTrainedModel(PreTrainedModel):
@@ -282,13 +296,48 @@ class T2LModel(T2LPreTrainedModel):
         return lora_A, lora_B
 
     def _apply_head(self, name: str, features: torch.Tensor, description_dim: int) -> torch.Tensor:
-        """The head of module `name` on the whole batch in float32 (bit-identical per column whatever the batch,
+        """The head of module `name` on the whole batch in float32 (bit-identical per row whatever the batch,
         tested for 1-64 descriptions); in half precision one description at a time, because bfloat16 kernels
-        pick their blocking by the number of columns (an S adapter changed inside a batch of 4)."""
+        pick their blocking by the number of rows (an S adapter changed inside a batch of 4)."""
         head = self.heads[name]
         if features.dtype == torch.float32:
             return apply_head(head, features)
         return per_description(lambda part: apply_head(head, part), features, dim=description_dim)
+
+    def pack_heads(self, rows: int | None = None) -> "T2LModel":
+        """Keep an MKL-packed copy of each float32 head weight, for servers that generate many adapters.
+
+        `F.linear` re-packs the large head weights on every call; packing them once makes one Mistral-shape L
+        adapter ~25% faster on a CPU (`benchmarks/bench_generate.py --floor --packed`) at the cost of a second
+        copy of the heads in memory (+281 MB for a Mistral-shape L). The adapters are bit-identical with or
+        without packing. A head whose weight changes afterwards (training, `load_state_dict`, `.to()`) silently
+        falls back to `F.linear` until packed again; `unpack_heads()` frees the copies. Needs PyTorch's MKL (x86
+        CPUs) and float32 weights; elsewhere this raises a RuntimeError naming what is missing.
+
+        Args:
+            rows: the number of rows MKL tunes the packing for (default: one adapter's, `num_layers` times the
+                passes of the variant); any number of rows is computed correctly with it.
+        """
+        if not torch.backends.mkl.is_available() or not hasattr(torch.ops.mkl, "_mkl_reorder_linear_weight"):
+            raise RuntimeError("pack_heads needs a PyTorch build with MKL (x86 CPU); generate without packing.")
+        passes = {"L": 1, "M": 2, "S": 2 * self.config.lora_r}[self.config.variant]
+        rows = rows or self.config.num_layers * passes
+        for name, head in self.heads.items():
+            if head.weight.dtype != torch.float32 or head.weight.device.type != "cpu":
+                raise RuntimeError(
+                    f"pack_heads needs float32 heads on the CPU, but head {name!r} is {head.weight.dtype} on "
+                    f"{head.weight.device}; call model.float().cpu() first."
+                )
+            with torch.no_grad():
+                packed = torch.ops.mkl._mkl_reorder_linear_weight(head.weight.detach(), rows)
+            head._t2l_packed = (_weight_token(head.weight), packed, rows)
+        return self
+
+    def unpack_heads(self) -> "T2LModel":
+        """Free the packed head copies made by `pack_heads()`."""
+        for head in self.heads.values():
+            head.__dict__.pop("_t2l_packed", None)
+        return self
 
     def _heads_per_factor(self, hidden: torch.Tensor):
         """M and S: a second pass per factor (A, B), told apart by the (module, factor) embedding."""
@@ -408,12 +457,6 @@ class T2LModel(T2LPreTrainedModel):
             for start in starts:
                 out = self(embeddings[start : start + batch_size])
                 finite = self._finite_per_description(out)
-                # contiguous: the heads return transposed views (see `apply_head`); one copy per factor stack for
-                # the whole batch is ~3x faster than a copy per adapter. PEFT and safetensors expect row-major.
-                out = T2LOutput(
-                    lora_A={m: a.contiguous() for m, a in out.lora_A.items()},
-                    lora_B={m: b.contiguous() for m, b in out.lora_B.items()},
-                )
                 for offset in range(out.lora_A[self.config.target_modules[0]].shape[0]):
                     label = labels[start + offset]
                     if not finite[offset]:
@@ -526,10 +569,25 @@ class T2LModel(T2LPreTrainedModel):
             )
         if location != str(pretrained_model_name_or_path):
             model.config._name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs and not _runs_fast_in(model.dtype, model.device):
+            # Stored in half precision (the shipped default is bfloat16) but this CPU has no instructions for it,
+            # where it is ~4x slower than float32: compute in float32 (exact upcast). Pass `dtype=` to choose.
+            model = model.float()
         return (model, info) if want_info else model
 
 
 _STRICT_KEYS = ("missing_keys", "unexpected_keys", "mismatched_keys")
+
+
+def _runs_fast_in(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether `device` computes in `dtype` natively: float32 always; on a CPU, bfloat16 only with AVX512-BF16 or
+    AMX (elsewhere PyTorch emulates it, slower than float32) and float16 never; accelerators: as they report."""
+    if dtype == torch.float32 or device.type != "cpu":
+        return True
+    if dtype == torch.bfloat16:
+        cpu = getattr(torch, "cpu", None)
+        return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+    return False
 
 
 def _as_dict(info: Any) -> dict:
