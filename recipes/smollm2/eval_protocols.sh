@@ -13,6 +13,11 @@
 # minutes of work, not one for the whole night). Outputs: runs/smollm2/eval-protocols/<protocol>-seed<seed>/
 # (results.json, examples.jsonl, results.md, results.png), pooled tables in docs/results/eval-protocols/.
 # Settings can be overridden from the environment (LIMIT, SEEDS, PROTOCOLS, BENCHMARKS, OUT, TABLES, THREADS).
+#
+# The code: the first start copies src/ of the checked-out commit (HEAD) to <out>/code/ and every call runs that
+# copy (PYTHONPATH), so a night-long measurement stays on one version of the code while the working tree changes
+# under it; the commit is in progress.log. Delete <out>/code/ to measure with newer code (finished runs are
+# still reused when their settings match).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -27,10 +32,22 @@ LOCK=/tmp/t2l-heavy.lock
 T2L=text2lora/t2l-smollm2-135m-instruct
 MT_LORA=text2lora/mt-lora-smollm2-135m-instruct
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# the benchmark data (the copied code cannot find ../shared from where it lies)
+export TEXT2LORA_BENCHMARK_DIR=${TEXT2LORA_BENCHMARK_DIR:-$(cd .. && pwd)/shared/data/benchmarks}
 
 mkdir -p "$OUT/logs"
 PROGRESS="$OUT/progress.log"
 log() { echo "$(date -u +%Y-%m-%dT%H:%M:%SZ) $*" >> "$PROGRESS"; }
+
+if [[ ! -d "$OUT/code/src/text2lora" ]]; then
+    rm -rf "$OUT/code.tmp" && mkdir -p "$OUT/code.tmp"
+    git archive HEAD src | tar -x -C "$OUT/code.tmp"
+    git rev-parse HEAD > "$OUT/code.tmp/COMMIT"
+    mv "$OUT/code.tmp" "$OUT/code"
+fi
+export PYTHONPATH="$PWD/$OUT/code/src"
+[[ $OUT = /* ]] && export PYTHONPATH="$OUT/code/src"
+T2L_CLI=(.venv/bin/python -m text2lora)
 
 # Runs per benchmark: base 1, description 3, 3-shot 1, multi-task LoRA 1, T2L 3 + other 3 + random 3.
 RUNS_PER_BENCHMARK=15
@@ -38,7 +55,7 @@ n_benchmarks=$(wc -w <<< "$BENCHMARKS")
 total=$(( RUNS_PER_BENCHMARK * n_benchmarks ))
 
 eval_once() {  # protocol seed benchmarks(comma-separated) logfile
-    nice -n 5 flock "$LOCK" .venv/bin/t2l eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks "$3" \
+    nice -n 5 flock "$LOCK" "${T2L_CLI[@]}" eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks "$3" \
         --protocol "$1" --conditions all --limit "$LIMIT" --seed "$2" --threads "$THREADS" \
         --out "$OUT/$1-seed$2" --resume --quiet >> "$4" 2>&1
 }
@@ -52,18 +69,18 @@ tables() {  # pool whatever (protocol, seed) pairs are complete and write the si
     done
     (( ${#loglik[@]} )) || return 0
     mkdir -p "$TABLES"
-    nice -n 5 .venv/bin/t2l eval-protocols --loglik "${loglik[@]}" --generative "${generative[@]}" --out "$TABLES" \
+    nice -n 5 "${T2L_CLI[@]}" eval-protocols --loglik "${loglik[@]}" --generative "${generative[@]}" --out "$TABLES" \
         >> "$OUT/logs/tables.log" 2>&1
     for protocol in loglik generative; do
         local dirs=("${loglik[@]}"); [[ $protocol == generative ]] && dirs=("${generative[@]}")
-        nice -n 5 .venv/bin/t2l eval-combine "${dirs[@]}" --out "$OUT/pooled-$protocol" >> "$OUT/logs/tables.log" 2>&1
+        nice -n 5 "${T2L_CLI[@]}" eval-combine "${dirs[@]}" --out "$OUT/pooled-$protocol" >> "$OUT/logs/tables.log" 2>&1
     done
     log "tables: $TABLES/protocols.md from ${#loglik[@]} seed(s) per protocol"
 }
 
 trap 'log "stopped with an error (exit $?); see $OUT/logs/; rerun the script to continue"' ERR
 
-log "start: seeds [$SEEDS], protocols [$PROTOCOLS], $n_benchmarks benchmarks x $LIMIT examples, $total runs per (protocol, seed)"
+log "start: code $(cat "$OUT/code/COMMIT") ($PYTHONPATH); seeds [$SEEDS], protocols [$PROTOCOLS], $n_benchmarks benchmarks x $LIMIT examples, $total runs per (protocol, seed)"
 for seed in $SEEDS; do
     for protocol in $PROTOCOLS; do
         dir="$OUT/$protocol-seed$seed"
@@ -74,7 +91,7 @@ for seed in $SEEDS; do
         for benchmark in $BENCHMARKS; do
             started=$(date +%s)
             eval_once "$protocol" "$seed" "$benchmark" "$OUT/logs/$protocol-seed$seed-$benchmark.log"
-            done_runs=$(find "$dir/runs" -name '*.json' 2>/dev/null | wc -l)
+            done_runs=$( (find "$dir/runs" -name '*.json' 2>/dev/null || true) | wc -l)
             log "$protocol seed $seed: $benchmark done in $(( $(date +%s) - started )) s; $done_runs/$total runs saved"
         done
         # every run is saved now: one call over all benchmarks assembles results.json / results.md / results.png

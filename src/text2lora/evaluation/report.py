@@ -415,6 +415,9 @@ def _measure_pair(report: dict[str, Any], a: str, b: str, scope: str, metric: st
 
 
 EXTRA_PAIR_METRICS = ("acc_lenient",)
+# Accuracy of guessing uniformly (ARC has a few 3- and 5-option questions; 4 is the rule).
+CHANCE = {"arc_easy": 0.25, "arc_challenge": 0.25, "openbookqa": 0.25, "hellaswag": 0.25, "piqa": 0.5,
+          "winogrande": 0.5, "boolq": 0.5}
 
 
 def protocols_markdown(report: dict[str, Any]) -> str:
@@ -448,6 +451,9 @@ def protocols_markdown(report: dict[str, Any]) -> str:
     for condition in conditions:
         cells = [_fmt(_measure_average(report[p], benchmarks, condition, m), "acc") for p, m, _ in measures]
         lines.append(f"| {report['conditions'][condition]['label']} | " + " | ".join(cells) + " |")
+    chance = [CHANCE.get(task) for task in benchmarks]
+    if all(c is not None for c in chance):
+        lines.append("| *guessing* | " + " | ".join([_fmt(float(np.mean(chance)), "acc")] * len(measures)) + " |")
     pairs = [(row["a"], row["b"]) for row in report["loglik"]["paired"] if row["scope"] == f"all {BENCHMARK_SCOPE}"]
     pairs = list(dict.fromkeys(pairs))
     if pairs:
@@ -521,9 +527,12 @@ def plot_protocols(report: dict[str, Any], path: str | Path) -> None:
         ax.bar(x, means, width, label=label, color=colors(i))
     ax.set_xticks(np.arange(len(conditions)))
     ax.set_xticklabels([report["conditions"][c]["label"] for c in conditions], rotation=25, ha="right")
+    chance = [CHANCE.get(task) for task in benchmarks]
+    if all(c is not None for c in chance):  # guessing, averaged over the benchmarks as the bars are
+        ax.axhline(100 * float(np.mean(chance)), color="gray", linestyle="--", linewidth=1, label="chance")
     ax.set_ylabel(f"mean accuracy over {len(benchmarks)} benchmarks (%)")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=len(measures) + 1, frameon=False)
     if pairs:
         ax = axes[1, 0]
         for i, (protocol, metric, label) in enumerate(measures):
@@ -539,7 +548,7 @@ def plot_protocols(report: dict[str, Any], path: str | Path) -> None:
         ax.set_ylabel("paired difference, points (95% CI)")
         ax.grid(axis="y", alpha=0.3)
     seeds = sorted({s for v in report["seeds"].values() for s in v})
-    fig.suptitle(f"{report['base_model']} | both protocols | seeds {', '.join(str(s) for s in seeds)}")
+    fig.suptitle(f"{report['base_model']} | both protocols | seeds {', '.join(str(s) for s in seeds)}", y=1.03)
     fig.tight_layout()
     with atomic_file(path, mode="wb") as handle:
         fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
