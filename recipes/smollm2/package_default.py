@@ -18,7 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).parent
 TARGET = HERE.parents[1] / "src" / "text2lora" / "default_checkpoint"
 REPO_ID = "text2lora/t2l-smollm2-135m-instruct"
-KEEP = ("config.json", "model.safetensors", "README.md", "eval_results.json")
+KEEP = ("config.json", "model.safetensors", "README.md", "eval_results.json", "task_centroids.safetensors")
 
 
 def main(checkpoint: str, eval_file: str | None = None) -> None:

@@ -29,6 +29,7 @@ from transformers import PreTrainedModel, TrainerCallback
 from ..encoder import DescriptionEncoder
 from ..injection import check_base_model_matches
 from ..modeling_t2l import T2LModel
+from ..nearest_tasks import centroids_from_embeddings
 from .callbacks import LossPlotCallback, RunLimitCallback
 from .collators import T2LSFTCollator
 from .description_table import DescriptionTable, check_embedding_size
@@ -128,6 +129,10 @@ class T2LSFTTrainer(HypernetworkTrainer):
                 f"tasks_per_batch={args.tasks_per_batch} but the training data has {train.tasks.num_tasks} task(s); "
                 f"set tasks_per_batch <= {train.tasks.num_tasks} (each batch holds distinct tasks)."
             )
+        # Saved beside every checkpoint (task_centroids.safetensors): which training tasks a description lands near.
+        self.task_centroids = centroids_from_embeddings(
+            train.tasks.task_names, train.descriptions.embeddings, train.descriptions.offsets, encoder=encoder.identity
+        )
         evaluation = None
         if eval_dataset is not None:
             if isinstance(eval_dataset, Mapping):
@@ -173,6 +178,10 @@ class T2LSFTTrainer(HypernetworkTrainer):
         finally:
             args.label_smoothing_factor = label_smoothing
         self._init_logged_parts()
+
+    def _save_extra(self, output_dir: str) -> None:
+        super()._save_extra(output_dir)
+        self.task_centroids.save(output_dir)
 
     # ------------------------------------------------------------------ data
 
