@@ -1,6 +1,6 @@
 """`load_t2l`: the hypernetwork the examples use when none is named on the command line.
 
-text2lora's shipped default (`text2lora.checkpoints.DEFAULT_CHECKPOINT`); in a build without one, an untrained
+text2lora's shipped default (`text2lora.packaged.DEFAULT_CHECKPOINT`); in a build without one, an untrained
 hypernetwork for SmolLM2-135M-Instruct, created once in text2lora's cache (what
 `t2l init --base HuggingFaceTB/SmolLM2-135M-Instruct` makes). Its adapters are the LoRA initialisation
 (B = 0), so the adapted model answers exactly like the base model: train one, or pass `--t2l`.
@@ -12,15 +12,15 @@ from pathlib import Path
 
 import torch
 
-from text2lora import DEFAULT_BASE_MODEL, DescriptionEncoder, T2LConfig, T2LModel, checkpoints
+from text2lora import DEFAULT_BASE_MODEL, DescriptionEncoder, T2LConfig, T2LModel, load_hypernetwork, packaged
 from text2lora.configuration_t2l import DEFAULT_ENCODER
 from text2lora.io_utils import atomic_directory, cache_home
 
 
 def load_t2l(name_or_path: str | None = None) -> T2LModel:
     """A named hypernetwork (Hub name or folder), else the default (see the module docstring)."""
-    if name_or_path is not None or checkpoints.DEFAULT_CHECKPOINT is not None:
-        return checkpoints.load_hypernetwork(name_or_path)
+    if name_or_path is not None or packaged.DEFAULT_CHECKPOINT is not None:
+        return load_hypernetwork(name_or_path)
     folder = cache_home() / "untrained" / DEFAULT_BASE_MODEL.replace("/", "--")
     if not (folder / "config.json").is_file():
         _create_untrained(folder)

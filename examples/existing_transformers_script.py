@@ -1,7 +1,7 @@
 """Add a generated adapter to an existing transformers script: one import and one line.
 
-The script below is an ordinary transformers text-generation script; the two lines marked `# text2lora` are
-all it takes to answer with an adapter made from a description. Several descriptions become several named
+The script below is an ordinary transformers text-generation script; the lines marked `# text2lora` are all
+it takes to answer with an adapter made from a description. Several descriptions become several named
 adapters, switched with `set_adapter` and turned off with `disable_adapters`, exactly like adapters loaded
 with `load_adapter`.
 
@@ -15,7 +15,8 @@ import argparse
 from default_hypernetwork import load_t2l
 from transformers import AutoModelForCausalLM, AutoTokenizer, pipeline
 
-import text2lora  # text2lora: adds `load_description_adapter` to every transformers model
+import text2lora
+from text2lora import load_description_adapter  # text2lora: `load_adapter`, from a description
 
 
 def main(argv: list[str] | None = None) -> dict[str, str]:
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     # ---- the existing script ----
     model = AutoModelForCausalLM.from_pretrained(base)
     tokenizer = AutoTokenizer.from_pretrained(base)
-    model.load_description_adapter("Classify the sentiment of a review as positive or negative.", t2l=t2l,
+    load_description_adapter(model, "Classify the sentiment of a review as positive or negative.", t2l=t2l,
                                    adapter_name="sentiment")  # text2lora: the one new line
     generator = pipeline("text-generation", model=model, tokenizer=tokenizer)
     messages = [{"role": "user", "content": "Review: the food was cold and the waiter rude. Sentiment?"}]
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> dict[str, str]:
     # ---- end of the existing script ----
 
     # A second adapter beside the first; switch between them, or turn adapters off for the base model.
-    model.load_description_adapter("Answer in French.", t2l=t2l, adapter_name="french")
+    load_description_adapter(model, "Answer in French.", t2l=t2l, adapter_name="french")
     answers = {}
     for name in ("sentiment", "french"):
         model.set_adapter(name)

@@ -13,7 +13,7 @@ import time
 from default_hypernetwork import load_t2l
 from transformers import TextStreamer
 
-from text2lora import load_base_model
+from text2lora import load_base_model, load_description_adapter
 from text2lora.compare import answer
 
 
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[str]]:
 
     # One call: generate the adapter from the description and load it into the model (as `load_adapter` does).
     start = time.perf_counter()
-    adapter = model.load_description_adapter(args.description, t2l=t2l, adapter_name="task")
+    adapter = load_description_adapter(model, args.description, t2l=t2l, adapter_name="task")
     print(f"adapter: {adapter.num_parameters:,} parameters, {adapter.nbytes / 1e6:.2f} MB, "
           f"generated and loaded in {time.perf_counter() - start:.2f} s")
     if args.save_adapter:

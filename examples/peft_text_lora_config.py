@@ -17,7 +17,7 @@ import torch
 from default_hypernetwork import load_t2l
 from peft import PeftModel, get_peft_model
 
-from text2lora import TextLoraConfig, load_base_model
+from text2lora import TextLoraConfig, initialize_text_lora_weights, load_base_model
 
 DESCRIPTION = "Convert a temperature from Celsius to Fahrenheit and give only the number."
 EXAMPLE = ("Convert 100 degrees Celsius to Fahrenheit.", "212")
@@ -33,8 +33,10 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     base_name = args.base_model or t2l.config.base_model_name_or_path
     base, tokenizer = load_base_model(base_name)
 
-    # Rank, alpha and target modules come from the hypernetwork; the LoRA weights from the description.
+    # Rank, alpha and target modules come from the hypernetwork; the LoRA weights from the description, written by
+    # an explicit initialisation call after get_peft_model (as PEFT's EVA does with initialize_lora_eva_weights).
     model = get_peft_model(base, TextLoraConfig(description=DESCRIPTION, t2l=t2l))
+    initialize_text_lora_weights(model)
     model.print_trainable_parameters()
 
     # Fine-tune from the generated adapter on one (prompt, answer) pair, completion tokens only.

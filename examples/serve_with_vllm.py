@@ -23,7 +23,7 @@ from pathlib import Path
 
 from default_hypernetwork import load_t2l
 
-from text2lora.serving import VLLMAdapterClient, lora_request, prepare_adapter
+from text2lora.integrations.vllm import VLLMAdapterClient, lora_request, prepare_adapter
 
 DESCRIPTIONS = [
     "Solve grade-school math word problems and end with the final number.",

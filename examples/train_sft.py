@@ -14,7 +14,7 @@ import argparse
 
 from toy_tasks import TASKS, toy_task_dataset
 
-from text2lora import DescriptionEncoder, T2LConfig, T2LModel, load_base_model
+from text2lora import DescriptionEncoder, T2LConfig, T2LModel, load_base_model, load_description_adapter
 from text2lora.configuration_t2l import DEFAULT_ENCODER
 from text2lora.training import T2LSFTConfig, T2LSFTTrainer, load_task_dataset
 
@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     trained = T2LModel.from_pretrained(args.output_dir)
     model, _ = load_base_model(args.base_model)
     description = TASKS[HELD_OUT][0][0]
-    model.load_description_adapter(description, t2l=trained)
+    load_description_adapter(model, description, t2l=trained)
     inputs = tokenizer.apply_chat_template([{"role": "user", "content": "Number: 21"}], add_generation_prompt=True,
                                            return_tensors="pt", return_dict=True)
     inputs = {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}

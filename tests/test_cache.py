@@ -8,11 +8,25 @@ import os
 import pytest
 import torch
 
+from text2lora import load_description_adapter
 from text2lora import T2LModel
-from text2lora.cache import AdapterCache, folder_fingerprint, model_fingerprint, parse_size, resolve_cache
+from text2lora.cache import AdapterCache, parse_size, resolve_cache
+from text2lora.fingerprints import folder_fingerprint, identify, model_fingerprint
 from text2lora.cli import main as cli_main
+from text2lora.pipeline import Mix, adapter_key, get_or_generate
 
 DESCRIPTION = "Solve grade-school math word problems step by step"
+
+
+def _key(t2l, request, dtype=None):
+    """The cache key of one adapter request for a model or saved folder."""
+    return adapter_key(identify(t2l), request, dtype=dtype)
+
+
+def _path(cache, t2l, request, **kwargs):
+    """The cache entry folder of `request`, generated first on a miss."""
+    get_or_generate([request], t2l, cache=cache, **kwargs)
+    return cache.lookup(_key(t2l, request, kwargs.get("dtype")))
 
 
 class ForwardCounter:
@@ -35,9 +49,9 @@ def _assert_same_adapter(a, b):
 def test_repeated_description_is_a_file_read(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path / "cache")
     counter = ForwardCounter(tiny_t2l_nonzero)
-    first = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    first = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     assert counter.calls == 1 and len(cache) == 1
-    again = cache.get_or_generate(tiny_t2l_nonzero, "  " + DESCRIPTION + ".  ")  # same text after formatting
+    again = get_or_generate(["  " + DESCRIPTION + ".  "], tiny_t2l_nonzero, cache=cache)[0]  # same text after formatting
     assert counter.calls == 1
     _assert_same_adapter(first, again)
     _assert_same_adapter(first, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
@@ -45,46 +59,45 @@ def test_repeated_description_is_a_file_read(tmp_path, tiny_t2l_nonzero):
     assert again.hypernetwork == first.hypernetwork
     # A different description is a miss.
     calls = counter.calls
-    cache.get_or_generate(tiny_t2l_nonzero, "Translate English to French")
+    get_or_generate(["Translate English to French"], tiny_t2l_nonzero, cache=cache)[0]
     assert counter.calls == calls + 1 and len(cache) == 2
 
 
 def test_key_covers_everything_the_adapter_depends_on(tmp_path, tiny_t2l_nonzero, tiny_config):
-    cache = AdapterCache(tmp_path)
-    base = cache.key(tiny_t2l_nonzero, DESCRIPTION)
-    assert base == cache.key(tiny_t2l_nonzero, DESCRIPTION + ".")
-    assert base != cache.key(tiny_t2l_nonzero, "Translate English to French")
-    assert base != cache.key(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
-    assert base != cache.key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"], weights=[0.7, 0.3])
-    assert cache.key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"], weights=[0.7, 0.3]) != cache.key(
-        tiny_t2l_nonzero, [DESCRIPTION, "Translate"], weights=[0.3, 0.7]
+    base = _key(tiny_t2l_nonzero, DESCRIPTION)
+    assert base == _key(tiny_t2l_nonzero, DESCRIPTION + ".")
+    assert base != _key(tiny_t2l_nonzero, "Translate English to French")
+    assert base != _key(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
+    assert base != _key(tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.7, 0.3]))
+    assert _key(tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.7, 0.3])) != _key(
+        tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.3, 0.7])
     )
     embedding = torch.randn(tiny_config.task_embedding_size)
-    assert cache.key(tiny_t2l_nonzero, embedding) != cache.key(tiny_t2l_nonzero, embedding + 1)
+    assert _key(tiny_t2l_nonzero, embedding) != _key(tiny_t2l_nonzero, embedding + 1)
     # Another hypernetwork (same config, other weights), and the same one after training steps.
     torch.manual_seed(5)
     other = T2LModel(tiny_config)
-    assert base != cache.key(other, DESCRIPTION)
+    assert base != _key(other, DESCRIPTION)
     with torch.no_grad():
         tiny_t2l_nonzero.heads["q_proj"].bias.add_(0.01)
-    changed = cache.key(tiny_t2l_nonzero, DESCRIPTION)
+    changed = _key(tiny_t2l_nonzero, DESCRIPTION)
     assert changed != base
     with torch.no_grad():  # an edit through `.data` bypasses version counters; the sample still sees it
         tiny_t2l_nonzero.heads["v_proj"].weight.data.mul_(2.0)
-    assert cache.key(tiny_t2l_nonzero, DESCRIPTION) != changed
-    with pytest.raises(ValueError, match="one adapter"):
-        cache.key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"])
+    assert _key(tiny_t2l_nonzero, DESCRIPTION) != changed
+    with pytest.raises(TypeError, match="a description, a Mix or a task embedding"):
+        _key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"])  # several descriptions are a Mix
     with pytest.raises(ValueError, match="empty"):
-        cache.key(tiny_t2l_nonzero, "   ")
+        _key(tiny_t2l_nonzero, "   ")
 
 
 def test_changed_weights_never_serve_a_stale_adapter(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path)
-    before = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    before = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     with torch.no_grad():
         for head in tiny_t2l_nonzero.heads.values():
             head.bias.add_(0.5)
-    after = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    after = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     key = next(iter(after.state_dict))
     assert (after.state_dict[key] - before.state_dict[key]).abs().max() > 0.1
     _assert_same_adapter(after, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
@@ -96,38 +109,38 @@ def test_saved_folder_is_identified_without_loading_it(tmp_path, tiny_t2l_nonzer
     reloaded = T2LModel.from_pretrained(folder)
     assert folder_fingerprint(folder) == model_fingerprint(reloaded) == model_fingerprint(tiny_t2l_nonzero)
     cache = AdapterCache(tmp_path / "cache")
-    adapter = cache.get_or_generate(reloaded, DESCRIPTION)
+    adapter = get_or_generate([DESCRIPTION], reloaded, cache=cache)[0]
     # The folder's fingerprint is remembered in this process: a second identification only stats the files.
-    cache.identify(folder)
-    monkeypatch.setattr("text2lora.cache.folder_fingerprint", lambda _: pytest.fail("re-hashed the folder"))
-    hit = cache.get(folder, DESCRIPTION)
+    identify(folder)
+    monkeypatch.setattr("text2lora.fingerprints.folder_fingerprint", lambda _: pytest.fail("re-hashed the folder"))
+    hit = cache.read(_key(folder, DESCRIPTION))
     assert hit is not None
     _assert_same_adapter(hit, adapter)
 
 
 def test_dtype_is_part_of_the_entry(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path)
-    bf16 = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
-    again = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION, dtype=torch.bfloat16)
+    bf16 = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache, dtype="bfloat16")[0]
+    again = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache, dtype=torch.bfloat16)[0]
     assert all(t.dtype == torch.bfloat16 for t in again.state_dict.values())
     _assert_same_adapter(bf16, again)
-    fp32 = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    fp32 = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     assert all(t.dtype == torch.float32 for t in fp32.state_dict.values()) and len(cache) == 2
 
 
 def test_lru_eviction_keeps_the_size_bound(tmp_path, tiny_t2l_nonzero):
     probe = AdapterCache(tmp_path / "probe")
-    probe.get_or_generate(tiny_t2l_nonzero, "probe")
+    get_or_generate(["probe"], tiny_t2l_nonzero, cache=probe)
     entry_size = probe.entries()[0].size
     cache = AdapterCache(tmp_path / "cache", max_size=int(2.5 * entry_size))
     names = ["first task", "second task", "third task"]
     paths = {}
     for i, name in enumerate(names[:2]):
-        paths[name] = cache.adapter_path(tiny_t2l_nonzero, name)
+        paths[name] = _path(cache, tiny_t2l_nonzero, name)
         os.utime(paths[name], (1_000_000 + i, 1_000_000 + i))  # deterministic use order
-    cache.get_or_generate(tiny_t2l_nonzero, "first task")  # a hit: "first" becomes the most recently used
+    get_or_generate(["first task"], tiny_t2l_nonzero, cache=cache)[0]  # a hit: "first" becomes the most recently used
     assert paths["first task"].stat().st_mtime > paths["second task"].stat().st_mtime
-    cache.get_or_generate(tiny_t2l_nonzero, "third task")  # over the bound: the LRU entry goes
+    get_or_generate(["third task"], tiny_t2l_nonzero, cache=cache)[0]  # over the bound: the LRU entry goes
     remaining = {e.path for e in cache.entries()}
     assert paths["first task"] in remaining and paths["second task"] not in remaining
     assert len(remaining) == 2 and cache.size <= cache.max_size
@@ -146,21 +159,21 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_t2l_nonzero, monkeypatch):
 
     monkeypatch.setattr(GeneratedLora, "save_pretrained", crash)
     with pytest.raises(RuntimeError, match="disk full"):
-        cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+        get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     monkeypatch.undo()
-    assert len(cache) == 0 and cache.get(tiny_t2l_nonzero, DESCRIPTION) is None
+    assert len(cache) == 0 and cache.read(_key(tiny_t2l_nonzero, DESCRIPTION)) is None
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == []
 
 
 def test_damaged_entry_is_regenerated(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path)
-    good = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
-    path = cache.adapter_path(tiny_t2l_nonzero, DESCRIPTION)
+    good = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
+    path = _path(cache, tiny_t2l_nonzero, DESCRIPTION)
     weights = path / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert cache.get(tiny_t2l_nonzero, DESCRIPTION) is None
-    _assert_same_adapter(cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION), good)
+    assert cache.read(_key(tiny_t2l_nonzero, DESCRIPTION)) is None
+    _assert_same_adapter(get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0], good)
 
 
 def test_cli_generate_uses_the_cache(tmp_path, tiny_t2l_nonzero, capsys, monkeypatch):
@@ -174,7 +187,7 @@ def test_cli_generate_uses_the_cache(tmp_path, tiny_t2l_nonzero, capsys, monkeyp
 
     # Second run: every adapter is cached, so the hypernetwork is never loaded.
     monkeypatch.setattr(
-        "text2lora.checkpoints.load_hypernetwork", lambda *_: pytest.fail("loaded the hypernetwork")
+        "text2lora.pipeline.load_hypernetwork", lambda *_: pytest.fail("loaded the hypernetwork")
     )
     assert cli_main(args + ["--out", str(tmp_path / "b")]) == 0
     assert "read 1 adapter(s) from the adapter cache" in capsys.readouterr().out
@@ -192,13 +205,13 @@ def test_load_description_adapter_uses_the_cache(tmp_path, tiny_base_dir, tiny_t
     cache = AdapterCache(tmp_path)
     counter = ForwardCounter(tiny_t2l_nonzero)
     model = AutoModelForCausalLM.from_pretrained(tiny_base_dir)
-    first = model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="one", cache=cache)
-    second = model.load_description_adapter(
+    first = load_description_adapter(model, DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="one", cache=cache)
+    second = load_description_adapter(model, 
         DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="two", cache=cache
     )
     assert counter.calls == 1 and len(cache) == 1
     _assert_same_adapter(first, second)
-    model.load_description_adapter(DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="three", cache=False)
+    load_description_adapter(model, DESCRIPTION, t2l=tiny_t2l_nonzero, adapter_name="three", cache=False)
     assert counter.calls == 2
 
 
@@ -220,7 +233,7 @@ def test_resolve_cache_and_sizes(tmp_path, monkeypatch):
 
 def test_cache_cli(tmp_path, tiny_t2l_nonzero, capsys):
     cache = AdapterCache(tmp_path)
-    cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     assert cli_main(["cache", "info", "--cache-dir", str(tmp_path)]) == 0
     assert "1 adapter(s)" in capsys.readouterr().out
     assert cli_main(["cache", "list", "--cache-dir", str(tmp_path)]) == 0
@@ -236,6 +249,6 @@ def test_unwritable_cache_degrades_to_generating(tmp_path, tiny_t2l_nonzero, mon
         raise PermissionError("read-only file system")
 
     monkeypatch.setattr("text2lora.cache.atomic_directory", refuse)
-    adapter = cache.get_or_generate(tiny_t2l_nonzero, DESCRIPTION)
+    adapter = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     _assert_same_adapter(adapter, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
     assert len(cache) == 0 and "Could not write to the adapter cache" in caplog.text

@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 import torch
 
-from text2lora import T2LModel, checkpoints
+from text2lora import T2LModel, packaged
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def shipped() -> T2LModel:
-    assert checkpoints.DEFAULT_CHECKPOINT is not None
-    return T2LModel.from_pretrained(checkpoints.DEFAULT_CHECKPOINT).eval()
+    assert packaged.DEFAULT_CHECKPOINT is not None
+    return T2LModel.from_pretrained(packaged.DEFAULT_CHECKPOINT).eval()
 
 
 def test_the_default_ships_inside_the_package_within_25_mb():
-    folder = Path(checkpoints.resolve_checkpoint(checkpoints.DEFAULT_CHECKPOINT))
-    assert folder.is_dir() and folder.is_relative_to(Path(checkpoints.__file__).parent)
+    folder = Path(packaged.resolve_checkpoint(packaged.DEFAULT_CHECKPOINT))
+    assert folder.is_dir() and folder.is_relative_to(Path(packaged.__file__).parent)
     weights = folder / "model.safetensors"
     assert weights.stat().st_size <= 25 * 2**20
     card = (folder / "README.md").read_text()

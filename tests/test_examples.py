@@ -90,11 +90,11 @@ def test_serve_with_vllm_format_checks(examples, t2l_dir, tmp_path):
 @pytest.mark.integration
 def test_generate_and_chat_on_the_embedded_default(examples):
     """No --t2l: the shipped hypernetwork, or an untrained SmolLM2 one (adapted answer = base answer)."""
-    from text2lora import checkpoints
+    from text2lora import packaged
 
     answers = examples("generate_and_chat").main(["--max-new-tokens", "8"])
     assert answers["base"][0].strip()
-    if checkpoints.DEFAULT_CHECKPOINT is None:
+    if packaged.DEFAULT_CHECKPOINT is None:
         assert answers["adapted"] == answers["base"]
     else:  # the shipped hypernetwork is trained: the adapter changes the model's answer
         assert answers["adapted"] != answers["base"]

@@ -193,7 +193,7 @@ def test_push_adapter_to_hub_card_names_description_and_hypernetwork(tiny_t2l_no
 
 
 def test_adapter_card_for_a_mix_and_for_an_untrained_hypernetwork(tiny_t2l):
-    mixed = tiny_t2l.generate_lora(["Translate to French.", "Be terse."], weights=[0.25, 0.75])
+    mixed = tiny_t2l.mix_lora(["Translate to French.", "Be terse."], [0.25, 0.75])
     _, body = front_matter(adapter_card(mixed))
     assert "> (weight 0.25) Translate to French." in body and "> (weight 0.75) Be terse." in body
     assert "leaves the base model unchanged" in body  # untrained: B = 0

@@ -27,13 +27,13 @@ def _max_diff(a, b):
 
 def test_weight_one_equals_the_description_alone(tiny_t2l_nonzero):
     alone = tiny_t2l_nonzero.generate_lora(MATH)
-    _same(tiny_t2l_nonzero.generate_lora([MATH], weights=[1.0]), alone)
-    _same(tiny_t2l_nonzero.generate_lora([MATH, FRENCH], weights=[1.0, 0.0]), alone)
-    _same(tiny_t2l_nonzero.generate_lora([FRENCH, MATH], weights=[0.0, 1.0]), alone)
+    _same(tiny_t2l_nonzero.mix_lora([MATH], [1.0]), alone)
+    _same(tiny_t2l_nonzero.mix_lora([MATH, FRENCH], [1.0, 0.0]), alone)
+    _same(tiny_t2l_nonzero.mix_lora([FRENCH, MATH], [0.0, 1.0]), alone)
 
 
 def test_mix_interpolates_task_embeddings(tiny_t2l_nonzero):
-    mixed = tiny_t2l_nonzero.generate_lora([MATH, FRENCH], weights=[0.7, 0.3])
+    mixed = tiny_t2l_nonzero.mix_lora([MATH, FRENCH], [0.7, 0.3])
     assert mixed.mix_weights == [0.7, 0.3] and mixed.description == [MATH, FRENCH]
     embeddings = tiny_t2l_nonzero.description_encoder.encode([MATH, FRENCH])
     by_hand = tiny_t2l_nonzero.generate_lora(0.7 * embeddings[0] + 0.3 * embeddings[1])
@@ -45,9 +45,9 @@ def test_mix_interpolates_task_embeddings(tiny_t2l_nonzero):
 
 def test_bad_weights_are_clear_errors(tiny_t2l_nonzero):
     with pytest.raises(ValueError, match="one weight each"):
-        tiny_t2l_nonzero.generate_lora([MATH, FRENCH], weights=[1.0])
+        tiny_t2l_nonzero.mix_lora([MATH, FRENCH], [1.0])
     with pytest.raises(ValueError, match="sum to zero"):
-        tiny_t2l_nonzero.generate_lora([MATH, FRENCH], weights=[1.0, -1.0])
+        tiny_t2l_nonzero.mix_lora([MATH, FRENCH], [1.0, -1.0])
 
 
 @pytest.mark.parametrize("cached", [False, True])
@@ -60,7 +60,7 @@ def test_cli_weights_make_one_mixed_adapter(tmp_path, tiny_t2l_nonzero, capsys, 
     assert cli_main(argv + cache_args) == 0
     assert "wrote" in capsys.readouterr().out
     saved = load_file(str(out / "adapter_model.safetensors"))
-    expected = tiny_t2l_nonzero.generate_lora([MATH, FRENCH], weights=[0.7, 0.3])
+    expected = tiny_t2l_nonzero.mix_lora([MATH, FRENCH], [0.7, 0.3])
     assert saved.keys() == expected.state_dict.keys()
     for key, value in expected.state_dict.items():
         torch.testing.assert_close(saved[key], value, rtol=0, atol=1e-6)

@@ -126,7 +126,7 @@ def test_precomputed_embeddings_equal_text(tiny_t2l_nonzero):
 
 def test_mixing_weight_one_equals_single(tiny_t2l_nonzero):
     alone = tiny_t2l_nonzero.generate_lora("Translate to French.")
-    mixed = tiny_t2l_nonzero.generate_lora(["Translate to French.", "Count legs."], weights=[1.0, 0.0])
+    mixed = tiny_t2l_nonzero.mix_lora(["Translate to French.", "Count legs."], [1.0, 0.0])
     for key, value in alone.state_dict.items():
         torch.testing.assert_close(mixed.state_dict[key], value)
     assert mixed.mix_weights == [1.0, 0.0]
@@ -239,7 +239,7 @@ def test_corrupt_checkpoint_is_an_error(tmp_path, tiny_t2l):
 
 
 def test_save_adapter_writes_a_plain_peft_folder(tmp_path, tiny_t2l_nonzero):
-    out = tiny_t2l_nonzero.save_adapter("Solve arithmetic problems.", tmp_path / "adapter")
+    out = tiny_t2l_nonzero.generate_lora("Solve arithmetic problems.").save_pretrained(tmp_path / "adapter")
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md", "adapter_config.json", "adapter_model.safetensors", "t2l_adapter.json"
     ]

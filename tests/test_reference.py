@@ -15,7 +15,7 @@ import yaml
 
 from text2lora import T2LModel
 from text2lora.cli import main as cli_main
-from text2lora.reference import convert_reference, load_reference_checkpoint
+from text2lora.convert_reference_checkpoint import convert_reference, load_reference_checkpoint
 
 RANK, LAYERS, EMB, LATENT, HEAD_IN = 4, 3, 12, 16, 20
 # Module index order of the synthetic runs: deliberately not q_proj first and not alphabetical.
@@ -309,7 +309,7 @@ def test_module_order_comes_from_the_head_keys(tmp_path):
 
 def test_generated_peft_adapter_matches_reference(tmp_path):
     folder, sd, args = make_reference_run(tmp_path, "L", "sft", mt_lora=True)
-    model = T2LModel.from_reference(folder)
+    model = load_reference_checkpoint(folder)
     emb = torch.randn(EMB)
     adapter = model.generate_lora(emb)
     want = reference_adapters(sd, args, ORDER, SHAPES, emb)

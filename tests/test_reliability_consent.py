@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from text2lora import load_description_adapter
 from text2lora import T2LModel
 from text2lora.checkpoints import load_hypernetwork
 from text2lora.cli import main
@@ -126,20 +127,21 @@ def test_integrations_pass_consent_through(remote_t2l, tiny_base_dir):
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from text2lora import TextLoraConfig
+    from text2lora import TextLoraConfig, initialize_text_lora_weights
 
     folder, marker, _ = remote_t2l
     base = AutoModelForCausalLM.from_pretrained(tiny_base_dir)
     with pytest.raises(ValueError, match="trust_remote_code=True"):
-        base.load_description_adapter("Write haiku.", t2l=str(folder), cache=False)
+        load_description_adapter(base, "Write haiku.", t2l=str(folder), cache=False)
     with pytest.raises(ValueError, match="trust_remote_code=True"):
-        get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_dir), TextLoraConfig(description="Haiku.", t2l=str(folder)))
+        config = TextLoraConfig(description="Haiku.", t2l=str(folder))
+        initialize_text_lora_weights(get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_dir), config))
     assert not marker.exists()
 
-    adapter = base.load_description_adapter("Write haiku.", t2l=str(folder), cache=False, trust_remote_code=True)
+    adapter = load_description_adapter(base, "Write haiku.", t2l=str(folder), cache=False, trust_remote_code=True)
     assert adapter.num_parameters > 0 and marker.exists()
     config = TextLoraConfig(description="Write haiku.", t2l=str(folder), trust_remote_code=True)
-    get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_dir), config)
+    initialize_text_lora_weights(get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_dir), config))
     assert "trust_remote_code" not in config.to_dict()  # the saved adapter config stays a plain LoRA config
 
 
@@ -177,8 +179,11 @@ def test_a_folder_saved_again_is_loaded_again(tiny_config, tmp_path):
     assert not torch.equal(reloaded.heads[name].weight, first.heads[name].weight)
 
 
-def test_text_lora_config_sees_a_resaved_folder(tiny_config, tmp_path):
-    from text2lora import TextLoraConfig
+def test_text_lora_config_sees_a_resaved_folder(tiny_config, tiny_base_dir, tmp_path):
+    from peft import get_peft_model, get_peft_model_state_dict
+    from transformers import AutoModelForCausalLM
+
+    from text2lora import TextLoraConfig, initialize_text_lora_weights
 
     folder = tmp_path / "t2l"
     for seed in (1, 2):
@@ -186,9 +191,11 @@ def test_text_lora_config_sees_a_resaved_folder(tiny_config, tmp_path):
         _set_heads(model, seed)
         model.save_pretrained(folder)
         config = TextLoraConfig(description="Sort words.", t2l=str(folder))
-        expected = model.generate_lora("Sort words.")
-        for key, value in config.generate().state_dict.items():
-            torch.testing.assert_close(value, expected.state_dict[key])
+        peft_model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_base_dir), config)
+        initialize_text_lora_weights(peft_model)
+        written = get_peft_model_state_dict(peft_model)
+        for key, value in model.generate_lora("Sort words.").state_dict.items():
+            torch.testing.assert_close(written[key], value)
 
 
 # ---------------------------------------------------------------------------------------------- truncation

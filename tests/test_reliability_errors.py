@@ -11,6 +11,7 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
+from text2lora import load_description_adapter
 from text2lora import T2LConfig, T2LModel
 from text2lora.cli import main
 
@@ -58,16 +59,16 @@ def test_replacing_an_adapter_in_place_takes_the_new_alpha_rslora_and_dropout(
     assert first.config.lora_scaling != second.config.lora_scaling  # 16/sqrt(8) vs 3/8
 
     fresh = _base(tiny_base_dir)
-    fresh.load_description_adapter(OTHER, t2l=second, cache=False)
+    load_description_adapter(fresh, OTHER, t2l=second, cache=False)
     expected = _logits(fresh)
 
     if peft_model:
-        model = PeftModel.from_pretrained(_base(tiny_base_dir), first.save_adapter(TASK, tmp_path / "a")).eval()
+        model = PeftModel.from_pretrained(_base(tiny_base_dir), first.generate_lora(TASK).save_pretrained(tmp_path / "a")).eval()
     else:
         model = _base(tiny_base_dir)
-        model.load_description_adapter(TASK, t2l=first, cache=False)
+        load_description_adapter(model, TASK, t2l=first, cache=False)
     n_params = sum(1 for _ in model.parameters())
-    model.load_description_adapter(OTHER, t2l=second, cache=False)  # same name "default": replaced in place
+    load_description_adapter(model, OTHER, t2l=second, cache=False)  # same name "default": replaced in place
 
     assert sum(1 for _ in model.parameters()) == n_params  # no new layers
     torch.testing.assert_close(_logits(model), expected, rtol=1e-6, atol=1e-6)
@@ -86,7 +87,7 @@ def test_replacing_a_dora_adapter_in_place_is_refused(tiny_base_dir, tiny_t2l_no
     model = get_peft_model(_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"], use_dora=True))
     before = _logits(model)
     with pytest.raises(ValueError, match=r"cannot be replaced in place.*DoRA.*delete_adapter\('default'\)"):
-        model.load_description_adapter(TASK, t2l=tiny_t2l_nonzero, cache=False)
+        load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, cache=False)
     torch.testing.assert_close(_logits(model), before, rtol=0, atol=0)  # untouched
 
 
@@ -98,7 +99,7 @@ def test_freezing_a_new_adapter_leaves_other_adapters_trainable(tiny_base_dir, t
     model = get_peft_model(_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".default." in n for n in trainable)
-    model.load_description_adapter(TASK, t2l=tiny_t2l_nonzero, adapter_name=name, cache=False)
+    load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, adapter_name=name, cache=False)
     mine = {n for n, p in model.named_parameters() if f"lora_A.{name}." in n or f"lora_B.{name}." in n}
     assert len(mine) == 2 * 2 * 2  # A and B of q and v in 2 layers
     assert not any(p.requires_grad for n, p in model.named_parameters() if n in mine)
@@ -107,10 +108,10 @@ def test_freezing_a_new_adapter_leaves_other_adapters_trainable(tiny_base_dir, t
 
 def test_freezing_on_a_transformers_model_matches_the_adapter_name_exactly(tiny_base_dir, tiny_t2l_nonzero):
     model = _base(tiny_base_dir)
-    model.load_description_adapter(TASK, t2l=tiny_t2l_nonzero, is_trainable=True, cache=False)
+    load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, is_trainable=True, cache=False)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert len(trainable) == 8
-    model.load_description_adapter(OTHER, t2l=tiny_t2l_nonzero, adapter_name="0", cache=False)
+    load_description_adapter(model, OTHER, t2l=tiny_t2l_nonzero, adapter_name="0", cache=False)
     assert trainable == {n for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -118,12 +119,12 @@ def test_is_trainable_on_a_peft_model_leaves_the_new_adapter_trainable(tiny_base
     """PEFT adds the generated adapter with its inference-mode config; is_trainable=True must still mean trainable
     (it stayed frozen), and replacing it in place follows is_trainable both ways."""
     model = get_peft_model(_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
-    model.load_description_adapter(TASK, t2l=tiny_t2l_nonzero, adapter_name="new", is_trainable=True, cache=False)
+    load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, adapter_name="new", is_trainable=True, cache=False)
     new = [p for n, p in model.named_parameters() if ".new." in n]
     assert len(new) == 8 and all(p.requires_grad for p in new)
-    model.load_description_adapter(OTHER, t2l=tiny_t2l_nonzero, adapter_name="new", cache=False)  # is_trainable=False
+    load_description_adapter(model, OTHER, t2l=tiny_t2l_nonzero, adapter_name="new", cache=False)  # is_trainable=False
     assert not any(p.requires_grad for p in new) and model.peft_config["new"].inference_mode
-    model.load_description_adapter(TASK, t2l=tiny_t2l_nonzero, adapter_name="new", is_trainable=True, cache=False)
+    load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, adapter_name="new", is_trainable=True, cache=False)
     assert all(p.requires_grad for p in new) and not model.peft_config["new"].inference_mode
 
 
@@ -228,7 +229,7 @@ def test_entry_points_before_generate_lora_check_inputs_too(tiny_base_dir, tiny_
     from text2lora import TextLoraConfig
 
     with pytest.raises(TypeError, match="The description is bytes"):
-        _base(tiny_base_dir).load_description_adapter(b"Solve math.", t2l=tiny_t2l_nonzero)  # default cache on
+        load_description_adapter(_base(tiny_base_dir), b"Solve math.", t2l=tiny_t2l_nonzero)  # default cache on
     with pytest.raises(TypeError, match="The description is bytes"):
         TextLoraConfig(description=b"Solve math.", t2l=tiny_t2l_nonzero)
 
@@ -265,7 +266,7 @@ def test_missing_relative_t2l_path_says_no_folder(tmp_path, monkeypatch, capsys)
 
 
 def test_python_tag_in_reference_args_yaml_is_a_clear_error(tmp_path, capsys):
-    from text2lora.reference import load_reference_checkpoint
+    from text2lora.convert_reference_checkpoint import load_reference_checkpoint
 
     folder = tmp_path / "run"
     folder.mkdir()

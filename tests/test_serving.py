@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 from text2lora.cache import AdapterCache
-from text2lora.serving import (
+from text2lora.integrations.vllm import (
     VLLMAdapterClient,
     VLLMError,
     check_vllm_compatible,

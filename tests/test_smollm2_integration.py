@@ -7,7 +7,7 @@ import pytest
 import torch
 from peft import PeftModel, get_peft_model
 
-from text2lora import T2LConfig, T2LModel, TextLoraConfig
+from text2lora import T2LConfig, T2LModel, TextLoraConfig, initialize_text_lora_weights, load_description_adapter
 
 pytestmark = pytest.mark.integration
 
@@ -76,13 +76,13 @@ def test_adapter_matches_hand_computed_delta_on_one_layer(smollm2, smol_t2l, inp
 
 def test_three_paths_agree(smollm2, smol_t2l, inputs, tmp_path):
     base, _ = smollm2
-    folder = smol_t2l.save_adapter(DESCRIPTION, tmp_path / "adapter")
+    folder = smol_t2l.generate_lora(DESCRIPTION).save_pretrained(tmp_path / "adapter")
     via_folder = _logits(PeftModel.from_pretrained(copy.deepcopy(base), folder).eval(), inputs)
-    via_config = _logits(
-        get_peft_model(copy.deepcopy(base), TextLoraConfig(description=DESCRIPTION, t2l=smol_t2l)).eval(), inputs
-    )
+    peft_model = get_peft_model(copy.deepcopy(base), TextLoraConfig(description=DESCRIPTION, t2l=smol_t2l))
+    initialize_text_lora_weights(peft_model)
+    via_config = _logits(peft_model.eval(), inputs)
     model = copy.deepcopy(base)
-    model.load_description_adapter(DESCRIPTION, t2l=smol_t2l)
+    load_description_adapter(model, DESCRIPTION, t2l=smol_t2l)
     via_method = _logits(model, inputs)
     plain = copy.deepcopy(base)
     plain.load_adapter(str(folder))
@@ -97,5 +97,5 @@ def test_untrained_hypernetwork_leaves_the_model_unchanged(smollm2, inputs):
     torch.manual_seed(0)
     t2l = T2LModel(T2LConfig.for_base_model(base)).eval()
     model = copy.deepcopy(base)
-    model.load_description_adapter(DESCRIPTION, t2l=t2l)
+    load_description_adapter(model, DESCRIPTION, t2l=t2l)
     torch.testing.assert_close(_logits(model, inputs), _logits(base, inputs), rtol=0, atol=0)

@@ -134,7 +134,7 @@ def test_mixing_two_descriptions(space, nonzero_t2l):
     request = space.adapter_request(space.default_hypernetwork, "Translate to French.", "Be terse.", 0.25)
     assert request.weights == (0.75, 0.25)
     result, _ = space.generate(request)
-    expected = nonzero_t2l.generate_lora(["Translate to French.", "Be terse."], weights=[0.75, 0.25])
+    expected = nonzero_t2l.mix_lora(["Translate to French.", "Be terse."], [0.75, 0.25])
     for key, value in expected.state_dict.items():
         torch.testing.assert_close(result.adapter.state_dict[key], value)
     # weight 0 (or no second description) is the first description alone
@@ -315,9 +315,9 @@ def test_space_default_smollm2_in_a_real_browser(app, browser, tmp_path, monkeyp
         base, adapted = drive(page, url, app.EXAMPLE_DESCRIPTIONS[0], app.EXAMPLE_PROMPTS[0], timeout_ms=120_000)
         page.screenshot(path=str(artifact_path(tmp_path, "space-smollm2.png")), full_page=True)
         assert base.strip() and adapted.strip()
-        from text2lora import checkpoints
+        from text2lora import packaged
 
-        if checkpoints.DEFAULT_CHECKPOINT is None:  # untrained default: the UI says so, and the answers agree
+        if packaged.DEFAULT_CHECKPOINT is None:  # untrained default: the UI says so, and the answers agree
             assert "untrained" in page.locator("#hypernetwork-info").inner_text()
             assert adapted == base
         else:  # the shipped, trained hypernetwork: its adapter changes the answer

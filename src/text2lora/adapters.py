@@ -6,8 +6,8 @@ vLLM load it without text2lora installed (no `modules_to_save`, no DoRA, PEFT's 
 
 from __future__ import annotations
 
+import functools
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from peft import LoraConfig
 
+from .configuration_t2l import lora_scaling
 from .io_utils import atomic_directory, is_leftover_name
 
 ADAPTER_METADATA_FILE = "t2l_adapter.json"
@@ -95,8 +96,7 @@ class GeneratedLora:
 
     @property
     def scaling(self) -> float:
-        r, alpha = self.config.r, self.config.lora_alpha
-        return alpha / (math.sqrt(r) if self.config.use_rslora else r)
+        return lora_scaling(self.config.r, self.config.lora_alpha, self.config.use_rslora)
 
     @property
     def num_parameters(self) -> int:
@@ -122,7 +122,7 @@ class GeneratedLora:
         meta = {
             "description": self.description,
             "hypernetwork": self.hypernetwork,
-            "text2lora_version": _package_version(),
+            "text2lora_version": package_version(),
         }
         if self.mix_weights is not None:
             meta["mix_weights"] = self.mix_weights
@@ -151,20 +151,29 @@ class GeneratedLora:
             (tmp / "README.md").write_text(self._card())
         return Path(save_directory)
 
+    # Cards and the Hub belong to the text2lora package, imported absolutely: this module is also part of a saved
+    # hypernetwork's remote code, which carries only what generating adapters needs.
+
     def push_to_hub(self, repo_id: str, **kwargs: Any):
         """Upload this adapter as a PEFT adapter repo with its own card (see `text2lora.hub.push_adapter_to_hub`)."""
-        from .hub import push_adapter_to_hub
-
+        try:
+            from text2lora.hub import push_adapter_to_hub
+        except ImportError as err:
+            raise ImportError("GeneratedLora.push_to_hub needs the text2lora package: pip install text2lora") from err
         return push_adapter_to_hub(self, repo_id, **kwargs)
 
     def _card(self) -> str:
-        from .cards import adapter_card
-
+        try:
+            from text2lora.cards import adapter_card
+        except ImportError:  # remote code without the package: a bare card (still marked as ours)
+            return f"{ADAPTER_CARD_MARKER}\n\nDescription: {self.description!r}\n"
         return adapter_card(self)
 
 
-def _package_version() -> str:
-    # Not `from . import __version__`: this module is also copied into Hub repos for trust_remote_code loading.
+@functools.lru_cache(maxsize=1)
+def package_version() -> str:
+    """The installed text2lora version, recorded with every adapter and part of every cache key (a new version may
+    generate differently). Read from the package metadata: this module is also part of remote code."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -197,6 +206,24 @@ def adapter_folder_problem(folder: str | os.PathLike, also_ours: tuple[str, ...]
         if not ours_card:
             return "its README.md is not an adapter card text2lora wrote"
     return None
+
+
+def read_generated_lora(folder: str | os.PathLike, hypernetwork: str | None = None) -> GeneratedLora:
+    """An adapter folder written by `GeneratedLora.save_pretrained`, read back into a `GeneratedLora`
+    (`hypernetwork`, when given, replaces the one recorded in the folder)."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = LoraConfig.from_pretrained(str(folder))
+    state = load_file(str(folder / "adapter_model.safetensors"))
+    meta = read_adapter_metadata(folder)
+    return GeneratedLora(
+        config=config,
+        state_dict=state,
+        description=meta.get("description"),
+        hypernetwork=hypernetwork or meta.get("hypernetwork"),
+        mix_weights=meta.get("mix_weights"),
+    )
 
 
 def read_adapter_metadata(adapter_dir: str | os.PathLike) -> dict[str, Any]:

@@ -110,7 +110,7 @@ class TargetModuleLayout:
     paths: dict[str, str]
 
 
-_LAYER_INDEX = re.compile(r"^(?P<prefix>.*\.)(?P<index>\d+)(?P<suffix>\..*)$")
+LAYER_INDEX = re.compile(r"^(?P<prefix>.*\.)(?P<index>\d+)(?P<suffix>\..*)$")
 
 
 def describe_target_modules(base_model: Any, target_modules: list[str]) -> TargetModuleLayout:
@@ -151,7 +151,7 @@ def layout_of(model: nn.Module, target_modules: list[str]) -> dict[str, Any]:
         for module_name, module in model.named_modules():
             if module_name.rsplit(".", 1)[-1] != target or not hasattr(module, "in_features"):
                 continue
-            match = _LAYER_INDEX.match(module_name)
+            match = LAYER_INDEX.match(module_name)
             if match is None:
                 continue
             template = f"{match['prefix']}{{layer}}{match['suffix']}"

@@ -1,37 +1,30 @@
 """`AdapterCache`: generated adapters kept on disk, so a repeated description costs a file read.
 
-An entry is a standard PEFT adapter folder (what `GeneratedLora.save_pretrained` writes), named by a key that
-covers everything the adapter depends on: the hypernetwork's weights and config (a content hash, so two copies
-of one checkpoint share entries and a retrained one never serves stale adapters), the description encoder's
-settings, the description text (after the encoder's formatting) or task embedding, the mixing weights, the
-dtype and the text2lora version. Entries are written atomically and evicted least-recently-used first once
-the cache outgrows its size bound.
+An entry is a standard PEFT adapter folder (what `GeneratedLora.save_pretrained` writes) named by its key
+(`pipeline.adapter_key`: the hypernetwork's content, the encoder's settings, the description or mix, the dtype
+and the text2lora version). Entries are written atomically and evicted least-recently-used first once the cache
+outgrows its size bound. This module is the store only; `pipeline.get_or_generate` decides what to read, generate
+and write:
 
     cache = AdapterCache()                                   # ~/.cache/text2lora/adapters, 2 GiB
-    adapter = cache.get_or_generate(t2l, "Solve math word problems.", dtype="bfloat16")
-    folder = cache.adapter_path(t2l, "Solve math word problems.")   # a folder vLLM or PEFT can load
+    adapters = get_or_generate(["Solve math word problems."], t2l, cache=cache, dtype="bfloat16")
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import functools
-import hashlib
 import json
 import logging
 import os
 import re
-import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from .adapters import ADAPTER_METADATA_FILE, GeneratedLora, adapter_folder_problem, as_dtype
+from .adapters import GeneratedLora, adapter_folder_problem, read_generated_lora
 from .io_utils import (
     atomic_directory,
     cache_home,
@@ -69,127 +62,6 @@ def parse_size(size: int | str) -> int:
     return int(float(number) * base ** " kmgt".index(unit or " "))
 
 
-# ---------------------------------------------------------------------- hypernetwork identity
-
-
-@dataclass(frozen=True)
-class HypernetworkIdentity:
-    """What a cache key needs to know about a hypernetwork: a content fingerprint, and the encoder whose
-    formatting and settings turn description text into its task embedding."""
-
-    fingerprint: str
-    encoder: Any
-    name: str | None = None
-
-
-def _t2l_fields(config) -> dict[str, Any]:
-    """The T2L-specific config fields (generic `PreTrainedConfig` bookkeeping such as paths is left out)."""
-    from .configuration_t2l import T2LConfig
-
-    names = [n for n in T2LConfig.__annotations__ if not n.startswith("_")]
-    return {n: getattr(config, n, None) for n in names}
-
-
-class _Hasher:
-    """sha256 over config fields and named tensors, in a canonical order, whatever their source."""
-
-    def __init__(self, config) -> None:
-        self._hash = hashlib.sha256()
-        self._hash.update(json.dumps(_t2l_fields(config), sort_keys=True, default=str).encode())
-
-    def add(self, name: str, tensor: torch.Tensor) -> None:
-        tensor = tensor.detach().to("cpu").contiguous()
-        self._hash.update(f"{name}|{str(tensor.dtype)}|{tuple(tensor.shape)}".encode())
-        self._hash.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
-
-    def hexdigest(self) -> str:
-        return self._hash.hexdigest()
-
-
-def _state_token(model) -> tuple:
-    """Changes whenever a tensor of `model` is replaced or modified in place (version counters), plus a small
-    strided sample of each tensor, which catches edits made through `.data` (they bypass the counters)."""
-    token = []
-    for name, tensor in model.state_dict(keep_vars=True).items():
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // 64)].to(torch.float64).sum().item() if flat.numel() else 0.0
-        token.append((name, tensor.data_ptr(), tensor._version, sample))
-    token.append(json.dumps(_t2l_fields(model.config), sort_keys=True, default=str))
-    return tuple(token)
-
-
-def model_fingerprint(model) -> str:
-    """Content hash of a `T2LModel` (config fields + every tensor), memoised on the instance until it changes."""
-    token = _state_token(model)
-    memo = getattr(model, "_t2l_cache_fingerprint", None)
-    if memo is not None and memo[0] == token:
-        return memo[1]
-    hasher = _Hasher(model.config)
-    for name, tensor in sorted(model.state_dict().items()):
-        hasher.add(name, tensor)
-    fingerprint = hasher.hexdigest()
-    model._t2l_cache_fingerprint = (token, fingerprint)
-    return fingerprint
-
-
-def _weight_files(folder: Path) -> list[Path]:
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / s for s in shards]
-    single = folder / "model.safetensors"
-    return [single] if single.is_file() else []
-
-
-def _file_stamp(path: Path) -> tuple:
-    """Changes whenever the file is rewritten or replaced: st_ctime_ns is set by the kernel on every write and
-    cannot be set back with `os.utime` (unlike st_mtime_ns); inode and device change when a file is moved in."""
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
-
-
-_FOLDER_FINGERPRINTS: dict[tuple, str] = {}
-_FOLDER_FINGERPRINTS_LOCK = threading.Lock()
-
-
-def remembered_folder_fingerprint(folder: str | os.PathLike) -> str:
-    """`folder_fingerprint` (a hash of the weights' content), computed once per process per version of the
-    folder's files: memoised in memory on each file's path, size, modification and change times and inode."""
-    folder = Path(folder)
-    files = [folder / "config.json", *_weight_files(folder)]
-    stamp = tuple(_file_stamp(f) for f in files if f.is_file())
-    with _FOLDER_FINGERPRINTS_LOCK:
-        known = _FOLDER_FINGERPRINTS.get(stamp)
-    if known is not None:
-        return known
-    fingerprint = folder_fingerprint(folder)  # a rewrite meanwhile changes the stamp, so it is hashed again
-    with _FOLDER_FINGERPRINTS_LOCK:
-        _FOLDER_FINGERPRINTS[stamp] = fingerprint
-    return fingerprint
-
-
-def folder_fingerprint(folder: str | os.PathLike) -> str:
-    """The same content hash as `model_fingerprint`, computed from a saved folder's files (no model built)."""
-    from safetensors import safe_open
-
-    from .configuration_t2l import T2LConfig
-
-    folder = Path(folder)
-    files = _weight_files(folder)
-    if not files:
-        raise FileNotFoundError(f"No model.safetensors in {folder}; it is not a saved T2LModel folder.")
-    hasher = _Hasher(T2LConfig.from_pretrained(folder))
-    tensors: dict[str, tuple[Path, str]] = {}
-    for file in files:
-        with safe_open(str(file), framework="pt") as handle:
-            tensors.update({key: (file, key) for key in handle.keys()})
-    handles = {file: safe_open(str(file), framework="pt") for file in files}
-    for name in sorted(tensors):
-        file, key = tensors[name]
-        hasher.add(name, handles[file].get_tensor(key))
-    return hasher.hexdigest()
-
-
 # ---------------------------------------------------------------------- the cache
 
 
@@ -201,25 +73,6 @@ class CacheEntry:
     path: Path
     size: int
     last_used: float
-
-
-def read_generated_lora(folder: str | os.PathLike, hypernetwork: str | None = None) -> GeneratedLora:
-    """Load an adapter folder written by `GeneratedLora.save_pretrained` back into a `GeneratedLora`."""
-    from peft import LoraConfig
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    config = LoraConfig.from_pretrained(str(folder))
-    state = load_file(str(folder / "adapter_model.safetensors"))
-    meta_path = folder / ADAPTER_METADATA_FILE
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return GeneratedLora(
-        config=config,
-        state_dict=state,
-        description=meta.get("description"),
-        hypernetwork=hypernetwork or meta.get("hypernetwork"),
-        mix_weights=meta.get("mix_weights"),
-    )
 
 
 class AdapterCache:
@@ -244,75 +97,6 @@ class AdapterCache:
     def __repr__(self) -> str:
         return f"AdapterCache({str(self.cache_dir)!r}, max_size={self.max_size})"
 
-    # ------------------------------------------------------------------ keys
-
-    def identify(self, t2l: Any) -> HypernetworkIdentity:
-        """Identity of a `T2LModel`, or of a saved hypernetwork folder without building the model (the folder's
-        fingerprint hashes its weights' content, once per process; see `remembered_folder_fingerprint`)."""
-        from .encoder import DescriptionEncoder
-
-        if isinstance(t2l, HypernetworkIdentity):
-            return t2l
-        if isinstance(t2l, (str, os.PathLike)):
-            from .configuration_t2l import T2LConfig
-
-            folder = Path(t2l)
-            if not folder.is_dir():
-                raise FileNotFoundError(
-                    f"{t2l!r} is not a local hypernetwork folder; pass a loaded T2LModel instead."
-                )
-            encoder = DescriptionEncoder.from_config(T2LConfig.from_pretrained(folder))
-            return HypernetworkIdentity(remembered_folder_fingerprint(folder), encoder, str(t2l))
-        return HypernetworkIdentity(model_fingerprint(t2l), t2l.description_encoder, t2l.name_or_path or None)
-
-    def key(
-        self,
-        t2l: Any,
-        description: str | Sequence[str] | torch.Tensor,
-        *,
-        weights: Sequence[float] | None = None,
-        dtype: str | torch.dtype | None = None,
-        identity: HypernetworkIdentity | None = None,
-    ) -> str:
-        """The cache key of one adapter: hypernetwork, encoder, description(s) or embedding, weights, dtype.
-
-        `t2l` is a `T2LModel`, a saved hypernetwork folder or a `HypernetworkIdentity`; `identity`, when given,
-        is used instead of identifying `t2l` (e.g. the folder's identity for a model just loaded from it).
-        """
-        identity = identity or self.identify(t2l)
-        if isinstance(description, torch.Tensor):
-            if description.dim() == 2 and description.shape[0] > 1 and weights is None:
-                raise ValueError(
-                    "One cache entry holds one adapter: pass one task embedding, or several with weights."
-                )
-            tensor = description.detach().to("cpu", torch.float32).contiguous()
-            what: Any = {
-                "embedding": hashlib.sha256(tensor.numpy().tobytes()).hexdigest(),
-                "shape": list(tensor.shape),
-            }
-        else:
-            texts = [description] if isinstance(description, str) else list(description)
-            if not texts:
-                raise ValueError("No descriptions given; pass a string or a non-empty list of strings.")
-            if len(texts) > 1 and weights is None:
-                raise ValueError(
-                    "One cache entry holds one adapter: pass one description, or several with weights."
-                )
-            fmt = getattr(identity.encoder, "format", None)
-            what = {
-                "texts": [fmt(t) if fmt else str(t).strip() for t in texts],
-                "encoder": getattr(identity.encoder, "identity", repr(identity.encoder)),
-            }
-        payload = {
-            "format": CACHE_FORMAT,
-            "text2lora": _package_version(),
-            "hypernetwork": identity.fingerprint,
-            "input": what,
-            "weights": [float(w) for w in weights] if weights is not None else None,
-            "dtype": str(as_dtype(dtype) or torch.float32),
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:40]
-
     def _entry_path(self, key: str) -> Path:
         return self.cache_dir / key[:2] / key
 
@@ -331,12 +115,9 @@ class AdapterCache:
             pass
         return path
 
-    def get(self, t2l: Any, description, *, weights=None, dtype=None, identity=None) -> GeneratedLora | None:
-        """The cached adapter, or `None` on a miss (`t2l`: a `T2LModel`, a saved folder or an identity)."""
-        key = self.key(t2l, description, weights=weights, dtype=dtype, identity=identity)
-        return self._read(key, _name_of(t2l))
-
-    def _read(self, key: str, hypernetwork: str | None) -> GeneratedLora | None:
+    def read(self, key: str, hypernetwork: str | None = None) -> GeneratedLora | None:
+        """The adapter stored under `key` (recording `hypernetwork` as its source), or `None` on a miss; a damaged
+        entry is dropped and counts as a miss."""
         path = self.lookup(key)
         if path is None:
             return None
@@ -361,77 +142,6 @@ class AdapterCache:
                 json.dumps({"key": key, "description": adapter.description}) + "\n"
             )
         self.evict(keep=key)
-        return path
-
-    def _try_put(self, key: str, adapter: GeneratedLora) -> None:
-        """`put`, but a cache that cannot be written (read-only or full disk) only costs a warning."""
-        try:
-            self.put(key, adapter)
-        except OSError as err:
-            logger.warning(
-                "Could not write to the adapter cache %s (%s); continuing without caching.",
-                self.cache_dir,
-                err,
-            )
-
-    def get_or_generate(
-        self,
-        t2l: Any,
-        description: str | Sequence[str] | torch.Tensor,
-        *,
-        weights: Sequence[float] | None = None,
-        dtype: str | torch.dtype | None = None,
-        identity: HypernetworkIdentity | None = None,
-    ) -> GeneratedLora:
-        """The adapter for `description` (several with `weights` to mix them): read from the cache, or generated
-        by `t2l` (a `T2LModel`) and stored. Returned in `dtype` (default float32)."""
-        key = self.key(t2l, description, weights=weights, dtype=dtype, identity=identity)
-        cached = self._read(key, _name_of(t2l))
-        if cached is not None:
-            return cached
-        adapter = t2l.generate_lora(description, weights=weights)
-        if isinstance(adapter, list):  # a 1-element list (a 2-D embedding tensor)
-            adapter = adapter[0]
-        if dtype is not None:
-            adapter = adapter.to(dtype)
-        self._try_put(key, adapter)
-        return adapter
-
-    def get_or_generate_many(
-        self,
-        t2l: Any,
-        descriptions: Sequence[str],
-        *,
-        dtype: str | torch.dtype | None = None,
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-        identity: HypernetworkIdentity | None = None,
-    ) -> list[GeneratedLora]:
-        """One adapter per description; the misses are generated together in batched forward passes."""
-        identity = identity or self.identify(t2l)
-        keys = [self.key(t2l, d, dtype=dtype, identity=identity) for d in descriptions]
-        name = _name_of(t2l)
-        found: dict[str, GeneratedLora | None] = {k: self._read(k, name) for k in dict.fromkeys(keys)}
-        missing = [k for k, v in found.items() if v is None]
-        if missing:
-            todo = [descriptions[keys.index(k)] for k in missing]
-            generated = t2l.generate_lora(todo, batch_size=batch_size, show_progress_bar=show_progress_bar)
-            for key, adapter in zip(missing, generated):
-                adapter = adapter.to(dtype) if dtype is not None else adapter
-                self._try_put(key, adapter)
-                found[key] = adapter
-        return [found[k] for k in keys]
-
-    def adapter_path(self, t2l: Any, description, *, weights=None, dtype=None) -> Path:
-        """The cached adapter folder for `description`, generating it first on a miss (for servers that load
-        adapters from disk, such as vLLM)."""
-        key = self.key(t2l, description, weights=weights, dtype=dtype)
-        path = self.lookup(key)
-        if path is None:
-            adapter = self.get_or_generate(t2l, description, weights=weights, dtype=dtype)
-            path = self.lookup(key) or self.put(
-                key, adapter
-            )  # put again only to raise why it cannot be written
         return path
 
     # ------------------------------------------------------------------ housekeeping
@@ -621,25 +331,6 @@ def _entry_problem(folder: Path) -> str | None:
     return adapter_folder_problem(folder, also_ours=(_ENTRY_INFO,))
 
 
-@functools.lru_cache(maxsize=1)
-def _package_version() -> str:
-    """Part of every key: a new text2lora version may generate differently, so it never reuses old entries."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("text2lora")
-    except PackageNotFoundError:  # pragma: no cover
-        return "unknown"
-
-
-def _name_of(t2l: Any) -> str | None:
-    if isinstance(t2l, HypernetworkIdentity):
-        return t2l.name
-    if isinstance(t2l, (str, os.PathLike)):
-        return str(t2l)
-    return getattr(t2l, "name_or_path", None) or None
-
-
 def _dtype_of(adapter: GeneratedLora) -> torch.dtype:
     return next(iter(adapter.state_dict.values())).dtype
 
@@ -664,11 +355,6 @@ __all__ = [
     "CacheClearReport",
     "CacheEntry",
     "CacheLeftover",
-    "HypernetworkIdentity",
-    "folder_fingerprint",
-    "model_fingerprint",
     "parse_size",
-    "read_generated_lora",
-    "remembered_folder_fingerprint",
     "resolve_cache",
 ]

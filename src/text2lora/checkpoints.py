@@ -1,5 +1,5 @@
-"""Finding hypernetwork checkpoints: local folders, Hub names (from the local cache when offline), and the
-checkpoints that ship inside the package."""
+"""Loading hypernetworks by name: `load_hypernetwork` turns a `HypernetworkLike` (a model, a local folder, a Hub
+name, or None for the shipped default) into a `T2LModel`, keeping the last few in memory by file content."""
 
 from __future__ import annotations
 
@@ -8,57 +8,26 @@ import os
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
-# Name -> folder (relative to this package) of hypernetworks shipped with text2lora, usable with no download.
-# The default: T2L-L for SmolLM2-135M-Instruct, SFT on the 277-task collection (recipes/smollm2/, README "Results").
-PACKAGED_CHECKPOINTS: dict[str, str] = {"text2lora/t2l-smollm2-135m-instruct": "default_checkpoint"}
-DEFAULT_CHECKPOINT: str | None = "text2lora/t2l-smollm2-135m-instruct"
-# Name -> folder of baseline adapters shipped beside it (plain PEFT LoRA folders), so its tables can be re-run.
-PACKAGED_ADAPTERS: dict[str, str] = {"text2lora/mt-lora-smollm2-135m-instruct": "default_checkpoint/mt_lora"}
+if TYPE_CHECKING:
+    from .modeling_t2l import T2LModel
 
+from .packaged import (  # noqa: F401 (the registry's old home: evaluation and recipes import it from here)
+    DEFAULT_CHECKPOINT,
+    PACKAGED_ADAPTERS,
+    PACKAGED_CHECKPOINTS,
+    default_hypernetwork_name,
+    resolve_adapter,
+    resolve_checkpoint,
+)
 
-def resolve_adapter(name_or_path: str | os.PathLike) -> str:
-    """A local adapter folder as is, or the folder of a packaged baseline adapter named in PACKAGED_ADAPTERS."""
-    name = str(name_or_path)
-    if not Path(name).is_dir() and name in PACKAGED_ADAPTERS:
-        return str(Path(__file__).parent / PACKAGED_ADAPTERS[name])
-    return name
-
-
-def resolve_checkpoint(name_or_path: str | os.PathLike, **kwargs: Any) -> str:
-    """A local folder as is (checked: config.json present and fitting its weights); a packaged checkpoint's
-    folder; otherwise the name, for the Hub (or its cache)."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    from .inputs import check_hypernetwork_folder
-
-    name = str(name_or_path)
-    if Path(name).is_dir():
-        if kwargs.get("config") is None:  # from_pretrained(folder, config=...) reads no config.json
-            check_hypernetwork_folder(Path(name) / (kwargs.get("subfolder") or ""))
-        return name
-    if name in PACKAGED_CHECKPOINTS:
-        return str(Path(__file__).parent / PACKAGED_CHECKPOINTS[name])
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        raise FileNotFoundError(
-            f"No hypernetwork folder at {name!r} (and it is not a Hub name such as 'owner/name'); check the path."
-        ) from None
-    return name
+# What names a hypernetwork wherever text2lora takes one: a loaded model, a Hub name or local folder, or None for the
+# shipped default (`packaged.DEFAULT_CHECKPOINT`).
+HypernetworkLike = Union["T2LModel", str, os.PathLike, None]
 
 
-def default_hypernetwork_name() -> str:
-    if DEFAULT_CHECKPOINT is None:
-        raise ValueError(
-            "No default hypernetwork ships with this version of text2lora; pass one explicitly "
-            "(t2l=... / --t2l PATH_OR_NAME), or create an untrained one with `t2l init --base MODEL --out DIR`."
-        )
-    return DEFAULT_CHECKPOINT
-
-
-def load_hypernetwork(t2l: Any = None, *, trust_remote_code: bool = False):
+def load_hypernetwork(t2l: HypernetworkLike = None, *, trust_remote_code: bool = False) -> T2LModel:
     """A `T2LModel` from an instance, a name or path, or `None` (the default checkpoint).
 
     Loaded models are kept in memory (the last few) keyed by the content of their files (config.json and the

@@ -6,7 +6,7 @@ Used by `t2l generate --prompt`; the Space and the examples can call it too:
     from text2lora.compare import compare_answers
 
     model, tokenizer = load_base_model("HuggingFaceTB/SmolLM2-135M-Instruct")
-    base, adapted = compare_answers(model, tokenizer, "adapters/french", "Good morning!")
+    base, adapted = compare_answers(model, tokenizer, "adapters/french", "Good morning!")   # or a GeneratedLora
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ import os
 from typing import Any, NamedTuple
 
 import torch
+
+from .adapters import GeneratedLora, read_generated_lora
+from .loading import load_generated_adapter
 
 COMPARE_ADAPTER_NAME = "t2l_compare"
 
@@ -66,17 +69,18 @@ def answer(model: Any, tokenizer: Any, prompt: str, max_new_tokens: int = 64, *,
 def compare_answers(
     base_model: Any,
     tokenizer: Any,
-    adapter_dir: str | os.PathLike,
+    adapter: GeneratedLora | str | os.PathLike,
     prompt: str,
     max_new_tokens: int = 64,
     *,
     base_answer: str | None = None,
 ) -> ComparedAnswers:
-    """Answer `prompt` with `base_model` as it is, then with the PEFT adapter saved in `adapter_dir` active.
+    """Answer `prompt` with `base_model` as it is, then with `adapter` (a `GeneratedLora`, or a folder it was saved
+    in) active.
 
     `base_model` is a transformers `PreTrainedModel` without adapters (loaded adapters, if any, are disabled for
-    the base answer and stay loaded but inactive for the adapted one). The adapter is loaded with `load_adapter`
-    under a temporary name and removed again afterwards, so the model is left as it was given: with no adapter
+    the base answer and stay loaded but inactive for the adapted one). The adapter is loaded with
+    `load_generated_adapter` under a temporary name and removed again afterwards, so the model is left as it was given: with no adapter
     layers at all if it had none. Pass `base_answer` to reuse a base answer already computed for this prompt
     (e.g. when comparing several adapters); it is returned unchanged.
 
@@ -103,7 +107,9 @@ def compare_answers(
             finally:
                 if had_adapters:
                     base_model.enable_adapters()
-        base_model.load_adapter(str(adapter_dir), adapter_name=name)
+        if not isinstance(adapter, GeneratedLora):
+            adapter = read_generated_lora(adapter)
+        load_generated_adapter(base_model, adapter, name)
         try:
             base_model.set_adapter(name)
             base_model.eval()

@@ -13,6 +13,11 @@ DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 PAPER_ENCODER = "Alibaba-NLP/gte-large-en-v1.5"
 
 
+def lora_scaling(r: int, alpha: float, use_rslora: bool) -> float:
+    """The factor LoRA multiplies `B @ A` by: `alpha / sqrt(r)` with rsLoRA, else `alpha / r` (as PEFT does)."""
+    return alpha / (math.sqrt(r) if use_rslora else r)
+
+
 class T2LConfig(PreTrainedConfig):
     r"""
     Configuration of a Text-to-LoRA hypernetwork ([`T2LModel`]).
@@ -77,6 +82,7 @@ class T2LConfig(PreTrainedConfig):
     """
 
     model_type = "t2l"
+    _auto_class = "AutoConfig"  # save_pretrained records the code in config.json (auto_map), as register_for_auto_class()
 
     base_model_name_or_path: str | None = None
     target_modules: list[str] | None = None
@@ -168,7 +174,7 @@ class T2LConfig(PreTrainedConfig):
     @property
     def lora_scaling(self) -> float:
         """The factor PEFT multiplies `B @ A` by: alpha/sqrt(r) with rsLoRA, alpha/r without."""
-        return self.lora_alpha / (math.sqrt(self.lora_r) if self.use_rslora else self.lora_r)
+        return lora_scaling(self.lora_r, self.lora_alpha, self.use_rslora)
 
     def head_output_size(self, module: str) -> int:
         """Width of the output head of `module` for this variant."""
@@ -191,8 +197,10 @@ class T2LConfig(PreTrainedConfig):
         The target modules' shapes and paths are read from a meta-device instantiation of the architecture,
         so any decoder-only model in transformers works and nothing is downloaded beyond its config.
         """
-        from .base_models import describe_target_modules
-
+        try:  # absolute: reading a base model's layout is the package's, not part of a saved folder's remote code
+            from text2lora.base_models import describe_target_modules
+        except ImportError as err:
+            raise ImportError("T2LConfig.for_base_model needs the text2lora package: pip install text2lora") from err
         layout = describe_target_modules(base_model, list(target_modules))
         kwargs.setdefault("base_model_name_or_path", layout.name_or_path)
         return cls(

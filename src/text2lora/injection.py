@@ -1,13 +1,14 @@
-"""Writing generated LoRA weights into the LoRA layers PEFT has injected in a live model."""
+"""Writing generated LoRA weights into the LoRA layers PEFT has injected in a live model (the low-level half of
+`loading.load_generated_adapter`; layers are found from the adapter's own state-dict keys)."""
 
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
 
-from .adapters import GeneratedLora
+from .adapters import PEFT_PREFIX, GeneratedLora
+from .configuration_t2l import lora_scaling
 from .base_models import layout_of
 
 
@@ -41,17 +42,49 @@ def find_module(modules: dict[str, nn.Module], path: str) -> nn.Module:
     return modules[matches[0]]
 
 
-def _target_layers(model: nn.Module, adapter_name: str, config) -> dict[str, nn.Module]:
-    """Path -> LoRA layer holding `adapter_name`, for every target module of `config` (a `T2LConfig`)."""
+def adapter_module_paths(adapter: GeneratedLora) -> list[str]:
+    """The module paths (e.g. `model.layers.0.self_attn.q_proj`) that `adapter` has factors for, in order."""
+    paths = dict.fromkeys(
+        key[len(PEFT_PREFIX) :].rsplit(".lora_", 1)[0] for key in adapter.state_dict if key.startswith(PEFT_PREFIX)
+    )
+    return list(paths)
+
+
+def check_fits(model: nn.Module, adapter: GeneratedLora) -> None:
+    """Raise a `ValueError`, before anything is changed, unless `adapter` has factors of the right shapes for every
+    target module of `model` (same modules, same number of layers, same in/out sizes)."""
+    modules = _module_index(model)
+    paths = adapter_module_paths(adapter)
+    targets = set(adapter.config.target_modules or [])
+    present = [n for n in modules if n.rsplit(".", 1)[-1] in targets]
+    if len(present) != len(paths):
+        raise ValueError(
+            f"The adapter has factors for {len(paths)} modules but the model has {len(present)} modules named "
+            f"{sorted(targets)}; it was generated for another base model ({adapter.config.base_model_name_or_path}). "
+            "Use a hypernetwork trained for this base model."
+        )
+    for path in paths:
+        module = find_module(modules, path)
+        base = module.get_base_layer() if hasattr(module, "get_base_layer") else module
+        weight = getattr(base, "weight", None)
+        a = adapter.state_dict[f"{PEFT_PREFIX}{path}.lora_A.weight"]
+        b = adapter.state_dict[f"{PEFT_PREFIX}{path}.lora_B.weight"]
+        if weight is not None and tuple(weight.shape) != (b.shape[0], a.shape[1]):
+            raise ValueError(
+                f"{path} is {list(weight.shape[::-1])} (in, out) in the base model but the adapter is for "
+                f"[{a.shape[1]}, {b.shape[0]}] ({adapter.config.base_model_name_or_path}); use a matching hypernetwork."
+            )
+
+
+def _target_layers(model: nn.Module, adapter_name: str, paths: list[str]) -> dict[str, nn.Module]:
+    """Path -> LoRA layer holding `adapter_name`, for every module path in `paths`."""
     modules = _module_index(model)
     layers = {}
-    for layer in range(config.num_layers):
-        for module_name in config.target_modules:
-            path = config.module_paths[module_name].format(layer=layer)
-            lora_layer = find_module(modules, path)
-            if not hasattr(lora_layer, "lora_A") or adapter_name not in lora_layer.lora_A:
-                raise ValueError(f"{path} has no LoRA adapter named {adapter_name!r} to write into.")
-            layers[path] = lora_layer
+    for path in paths:
+        lora_layer = find_module(modules, path)
+        if not hasattr(lora_layer, "lora_A") or adapter_name not in lora_layer.lora_A:
+            raise ValueError(f"{path} has no LoRA adapter named {adapter_name!r} to write into.")
+        layers[path] = lora_layer
     return layers
 
 
@@ -79,10 +112,10 @@ def set_adapter_trainable(model: nn.Module, adapter_name: str, trainable: bool) 
                 parameter.requires_grad_(trainable)
 
 
-def check_replaceable(model: nn.Module, adapter_name: str, config) -> None:
+def check_replaceable(model: nn.Module, adapter_name: str, paths: list[str]) -> None:
     """Raise a `ValueError` unless the existing adapter `adapter_name` is a plain LoRA (A and B only, unmerged) on
-    exactly the target modules of `config`, so writing a generated adapter over it leaves nothing of the old one."""
-    layers = _target_layers(model, adapter_name, config)
+    exactly the modules `paths`, so writing a generated adapter over it leaves nothing of the old one."""
+    layers = _target_layers(model, adapter_name, paths)
     targets = {id(layer) for layer in layers.values()}
     problems = []
     for path, layer in layers.items():
@@ -104,12 +137,12 @@ def check_replaceable(model: nn.Module, adapter_name: str, config) -> None:
         )
 
 
-def set_lora_settings(model: nn.Module, adapter_name: str, lora_config, config) -> None:
+def set_lora_settings(model: nn.Module, adapter_name: str, lora_config, paths: list[str]) -> None:
     """Give the LoRA layers of `adapter_name` the alpha, rsLoRA switch, scaling and dropout of `lora_config` (a
     `LoraConfig` of the same rank), as a fresh load of an adapter with that config would have."""
     r, alpha = lora_config.r, lora_config.lora_alpha
-    scaling = alpha / math.sqrt(r) if lora_config.use_rslora else alpha / r
-    for layer in _target_layers(model, adapter_name, config).values():
+    scaling = lora_scaling(r, alpha, lora_config.use_rslora)
+    for layer in _target_layers(model, adapter_name, paths).values():
         if layer.r[adapter_name] != r:
             raise ValueError(f"Adapter {adapter_name!r} has rank {layer.r[adapter_name]}, the new settings rank {r}.")
         layer.lora_alpha[adapter_name] = alpha
@@ -121,15 +154,15 @@ def set_lora_settings(model: nn.Module, adapter_name: str, lora_config, config) 
 
 
 @torch.no_grad()
-def write_lora_weights(model: nn.Module, adapter_name: str, adapter: GeneratedLora, config) -> None:
+def write_lora_weights(model: nn.Module, adapter_name: str, adapter: GeneratedLora) -> None:
     """Copy `adapter`'s A and B into the LoRA layers named `adapter_name` (in place, keeping dtype/device).
 
     Every layer is checked before any is written, so a mismatch leaves the model as it was."""
     writes = []
-    for path, lora_layer in _target_layers(model, adapter_name, config).items():
+    for path, lora_layer in _target_layers(model, adapter_name, adapter_module_paths(adapter)).items():
         for factor, container in (("A", lora_layer.lora_A), ("B", lora_layer.lora_B)):
             target = container[adapter_name].weight
-            value = adapter.state_dict[f"base_model.model.{path}.lora_{factor}.weight"]
+            value = adapter.state_dict[f"{PEFT_PREFIX}{path}.lora_{factor}.weight"]
             if target.shape != value.shape:
                 raise ValueError(f"LoRA {factor} of {path} is {tuple(target.shape)}, generated {tuple(value.shape)}.")
             writes.append((lora_layer, container, target, value))

@@ -1,18 +1,15 @@
 """Checks of what users hand to text2lora, each failing with one line that names the input and the fix.
 
 `check_generation_inputs` guards `T2LModel.generate_lora` (and the entry points that pass descriptions on to it);
-`check_hypernetwork_folder` guards loading a saved hypernetwork; the rest are `argparse` types for the CLI.
+the rest are `argparse` types for the CLI (a saved hypernetwork folder is checked by `T2LModel.from_pretrained`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import operator
-import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -91,67 +88,6 @@ def check_generation_inputs(descriptions: Any, config: Any = None, *, batch_size
         _check_text(text, f"Description {index}")
 
 
-def check_hypernetwork_folder(folder: str | os.PathLike) -> None:
-    """Raise if the local `folder` is not a loadable saved hypernetwork: no `config.json` (FileNotFoundError),
-    or weights whose shapes differ from what its `config.json` describes (ValueError, before transformers
-    re-initialises them and prints a report)."""
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{str(folder)!r} has no config.json, so it is not a saved hypernetwork; pass the folder that "
-            "T2LModel.save_pretrained or `t2l init` wrote."
-        )
-    from .configuration_t2l import T2LConfig
-    from .modeling_t2l import T2LModel
-
-    config_file = folder / "config.json"
-    try:
-        data = json.loads(config_file.read_text())
-        model_type = data.get("model_type") if isinstance(data, dict) else None
-        if model_type != T2LConfig.model_type:
-            raise ValueError(f"its model_type is {model_type!r}, not {T2LConfig.model_type!r}")
-        with torch.device("meta"):
-            expected = {k: list(v.shape) for k, v in T2LModel(T2LConfig.from_pretrained(folder)).state_dict().items()}
-    except ValueError as err:
-        raise ValueError(
-            f"{str(config_file)!r} is not a usable hypernetwork config ({err}); pass a folder saved by "
-            "T2LModel.save_pretrained or `t2l init`."
-        ) from None
-    shapes = _saved_shapes(folder)  # empty without safetensors weights: transformers then says what is missing
-    wrong = [f"{k} {shapes[k]} (config: {expected[k]})" for k in expected if k in shapes and shapes[k] != expected[k]]
-    if wrong:
-        raise ValueError(
-            f"The weights in {str(folder)!r} do not fit its config.json: {len(wrong)} tensor(s) have other shapes: "
-            f"{'; '.join(wrong)}. The config was edited or belongs to another checkpoint; restore the config.json "
-            "saved with these weights."
-        )
-
-
-def _saved_shapes(folder: Path) -> dict[str, list[int]]:
-    """Tensor name -> shape from the safetensors headers (no tensor data is read)."""
-    from safetensors import safe_open
-
-    index = folder / "model.safetensors.index.json"
-    if index.is_file():
-        try:
-            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (ValueError, KeyError, TypeError, AttributeError):  # a broken index: loading it reports that
-            return {}
-    elif (folder / "model.safetensors").is_file():
-        files = ["model.safetensors"]
-    else:
-        return {}
-    shapes: dict[str, list[int]] = {}
-    try:
-        for name in files:
-            with safe_open(str(folder / name), framework="pt") as handle:
-                for key in handle.keys():
-                    shapes[key] = list(handle.get_slice(key).get_shape())
-    except Exception:  # a corrupt or truncated file: loading it reports that (T2LModel.from_pretrained)
-        return {}
-    return shapes
-
-
 # ---------------------------------------------------------------------- argparse types (one-line CLI errors)
 
 
@@ -188,4 +124,4 @@ def positive_float(text: str) -> float:
     return value
 
 
-__all__ = ["check_generation_inputs", "check_hypernetwork_folder", "finite_float", "positive_float", "positive_int"]
+__all__ = ["check_generation_inputs", "finite_float", "positive_float", "positive_int"]

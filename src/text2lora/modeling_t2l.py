@@ -7,11 +7,13 @@ the shared trunk in one batched pass and one matmul per module type produces the
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, overload
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +25,7 @@ from transformers.utils import ModelOutput
 from .adapters import GeneratedLora, factors_to_state_dict, lora_config_from_t2l
 from .configuration_t2l import T2LConfig
 from .encoder import DescriptionEncoder
+from .inputs import check_generation_inputs
 
 
 @dataclass
@@ -191,9 +194,11 @@ class T2LPreTrainedModel(PreTrainedModel):
 class T2LModel(T2LPreTrainedModel):
     """The Text-to-LoRA hypernetwork: task embedding in, LoRA factors for every target module and layer out.
 
-    Use `generate_lora` / `save_adapter` to go from descriptions to PEFT adapters; call the model directly
+    Use `generate_lora` / `mix_lora` to go from descriptions to PEFT adapters (`GeneratedLora`); call the model directly
     (`model(task_embeddings)`) for differentiable factors in training.
     """
+
+    _auto_class = "AutoModel"  # save_pretrained copies this file and its config into the folder (remote code)
 
     def __init__(self, config: T2LConfig) -> None:
         super().__init__(config)
@@ -411,40 +416,49 @@ class T2LModel(T2LPreTrainedModel):
 
     # ------------------------------------------------------------------ adapters
 
-    @torch.no_grad()
+    @overload
+    def generate_lora(self, descriptions: str, *, batch_size: int = 64, show_progress_bar: bool = False) -> GeneratedLora: ...
+
+    @overload
     def generate_lora(
-        self,
-        descriptions: str | Sequence[str] | torch.Tensor,
-        *,
-        weights: Sequence[float] | None = None,
-        batch_size: int = 64,
-        show_progress_bar: bool = False,
-    ) -> GeneratedLora | list[GeneratedLora]:
+        self, descriptions: Sequence[str] | torch.Tensor, *, batch_size: int = 64, show_progress_bar: bool = False
+    ) -> list[GeneratedLora]: ...
+
+    @torch.no_grad()
+    def generate_lora(self, descriptions, *, batch_size: int = 64, show_progress_bar: bool = False):
         """Generate PEFT LoRA adapters from descriptions (or precomputed task embeddings).
 
-        A single string gives one `GeneratedLora`; a list gives one per item, made `batch_size` at a time in
-        batched forward passes. With `weights`, the descriptions are mixed in task-embedding space
-        (`sum_i w_i f(z_i)`) into one adapter; weight 1 on one description equals that description alone.
+        A string (or one embedding `[E]`) gives one `GeneratedLora`; a list of strings (or `[N, E]` embeddings)
+        gives a list with one adapter per item, made `batch_size` at a time in batched forward passes. To mix
+        several descriptions into one adapter, use `mix_lora`.
         """
-        from .inputs import check_generation_inputs
-
         check_generation_inputs(descriptions, self.config, batch_size=batch_size)
         single = isinstance(descriptions, str) or (isinstance(descriptions, torch.Tensor) and descriptions.dim() == 1)
-        texts: list[str] | None
         if isinstance(descriptions, torch.Tensor):
-            texts = None
+            labels: list[Any] = [None] * (1 if descriptions.dim() == 1 else descriptions.shape[0])
         else:
-            texts = [descriptions] if isinstance(descriptions, str) else list(descriptions)
-            if not texts:
+            labels = [descriptions] if isinstance(descriptions, str) else list(descriptions)
+            if not labels:
                 raise ValueError("No descriptions given; pass a string or a non-empty list of strings.")
-        embeddings = self.encode_descriptions(descriptions)
-        if weights is not None:
-            embeddings = self._mix(embeddings, weights)
-            labels: list[Any] = [texts]
-            single = True
-        else:
-            labels = texts if texts is not None else [None] * embeddings.shape[0]
+        embeddings = self.encode_descriptions(descriptions if isinstance(descriptions, torch.Tensor) else labels)
+        adapters = self._generate(embeddings, labels, None, batch_size, show_progress_bar)
+        return adapters[0] if single else adapters
 
+    @torch.no_grad()
+    def mix_lora(self, descriptions: Sequence[str] | torch.Tensor, weights: Sequence[float]) -> GeneratedLora:
+        """One adapter from several descriptions (or task embeddings `[N, E]`) mixed in task-embedding space:
+        `sum_i w_i f(z_i)`. Weight 1 on one description equals that description alone."""
+        check_generation_inputs(descriptions, self.config)
+        if isinstance(descriptions, str):
+            raise TypeError("mix_lora mixes several descriptions: pass a list of strings (and one weight each).")
+        texts = None if isinstance(descriptions, torch.Tensor) else list(descriptions)
+        if texts is not None and not texts:
+            raise ValueError("No descriptions given; pass a non-empty list of strings.")
+        embeddings = self._mix(self.encode_descriptions(descriptions if texts is None else texts), weights)
+        return self._generate(embeddings, [texts], weights, 1, False)[0]
+
+    def _generate(self, embeddings, labels: list[Any], weights, batch_size: int, show_progress_bar: bool):
+        """Adapters for the rows of `embeddings` (`labels[i]` names row i in errors and in the adapter)."""
         was_training = self.training
         self.eval()
         try:
@@ -468,7 +482,7 @@ class T2LModel(T2LPreTrainedModel):
                     adapters.append(self._to_adapter(out, offset, label, weights))
         finally:
             self.train(was_training)
-        return adapters[0] if single else adapters
+        return adapters
 
     def _mix(self, embeddings: torch.Tensor, weights: Sequence[float]) -> torch.Tensor:
         weights_t = torch.as_tensor(list(weights), dtype=embeddings.dtype, device=embeddings.device)
@@ -505,53 +519,46 @@ class T2LModel(T2LPreTrainedModel):
             mix_weights=[float(w) for w in weights] if weights is not None else None,
         )
 
-    def save_adapter(
-        self,
-        description: str | Sequence[str] | torch.Tensor,
-        save_directory: str | os.PathLike,
-        *,
-        weights: Sequence[float] | None = None,
-        dtype: str | torch.dtype | None = None,
-        overwrite: bool = True,
-    ):
-        """Generate one adapter and write it as a standard PEFT adapter folder (atomically)."""
-        adapter = self.generate_lora(description, weights=weights)
-        if isinstance(adapter, list):
-            raise ValueError("save_adapter writes one adapter; pass one description (or several with `weights`).")
-        return adapter.save_pretrained(save_directory, dtype=dtype, overwrite=overwrite)
-
     # ------------------------------------------------------------------ saving and loading
+
+    # The product around the network (model cards, the Hub, the packaged checkpoints) lives in the text2lora package,
+    # imported absolutely and only when used: a saved folder's remote code is this file, its config and what
+    # `generate_lora` needs, and it loads (without cards or packaged names) where text2lora is not installed.
 
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any):
         """`PreTrainedModel.save_pretrained`, plus a README.md model card (`text2lora.hub.save_with_card`:
         extra keywords `eval_results`, `datasets`, `tags`, `license`, `model_card=False` to skip it)."""
-        from .hub import save_with_card
-
+        try:
+            from text2lora.hub import save_with_card
+        except ImportError:  # remote code without the package: weights and config only
+            for key in ("eval_results", "datasets", "tags", "license", "model_card", "card_repo_id"):
+                kwargs.pop(key, None)
+            return super().save_pretrained(save_directory, *args, **kwargs)
         return save_with_card(self, super().save_pretrained, save_directory, *args, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any):
         """Upload weights, config, modelling code and our model card in one commit (transformers' own
         `push_to_hub` would replace the card with a generic one); see `text2lora.hub.push_hypernetwork_to_hub`."""
-        from .hub import push_hypernetwork_to_hub
-
+        try:
+            from text2lora.hub import push_hypernetwork_to_hub
+        except ImportError as err:
+            raise ImportError("T2LModel.push_to_hub needs the text2lora package: pip install text2lora") from err
         return push_hypernetwork_to_hub(self, repo_id, **kwargs)
-
-    @classmethod
-    def from_reference(cls, checkpoint_dir: str | os.PathLike, **kwargs: Any) -> "T2LModel":
-        """Load a hypernetwork released with the Text-to-LoRA paper (a folder with `hypermod.pt`, `args.yaml`
-        and `adapter_config.json`); see `text2lora.reference.load_reference_checkpoint` for the options."""
-        from .reference import load_reference_checkpoint
-
-        return load_reference_checkpoint(checkpoint_dir, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args: Any, **kwargs: Any):
         """`PreTrainedModel.from_pretrained`, but strict: a checkpoint with missing, unexpected or mis-shaped
         weights is an error (a partial checkpoint would silently generate initialisation adapters)."""
-        from .checkpoints import resolve_checkpoint
-
+        try:
+            from text2lora.packaged import resolve_checkpoint  # names of the checkpoints shipped in the package
+        except ImportError:
+            resolve_checkpoint = None
         want_info = kwargs.pop("output_loading_info", False)
-        location = resolve_checkpoint(pretrained_model_name_or_path, **kwargs)
+        location = str(pretrained_model_name_or_path)
+        if resolve_checkpoint is not None:
+            location = resolve_checkpoint(pretrained_model_name_or_path)
+        if Path(location).is_dir() and kwargs.get("config") is None:  # from_pretrained(folder, config=...) reads none
+            check_hypernetwork_folder(Path(location) / (kwargs.get("subfolder") or ""))
         try:
             model, info = super().from_pretrained(location, *args, output_loading_info=True, **kwargs)
         except Exception as err:
@@ -588,6 +595,65 @@ def _runs_fast_in(dtype: torch.dtype, device: torch.device) -> bool:
         cpu = getattr(torch, "cpu", None)
         return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
     return False
+
+
+def check_hypernetwork_folder(folder: str | os.PathLike) -> None:
+    """Raise if the local `folder` is not a loadable saved hypernetwork: no `config.json` (FileNotFoundError),
+    or weights whose shapes differ from what its `config.json` describes (ValueError, before transformers
+    re-initialises them and prints a report)."""
+    folder = Path(folder)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{str(folder)!r} has no config.json, so it is not a saved hypernetwork; pass the folder that "
+            "T2LModel.save_pretrained or `t2l init` wrote."
+        )
+    config_file = folder / "config.json"
+    try:
+        data = json.loads(config_file.read_text())
+        model_type = data.get("model_type") if isinstance(data, dict) else None
+        if model_type != T2LConfig.model_type:
+            raise ValueError(f"its model_type is {model_type!r}, not {T2LConfig.model_type!r}")
+        with torch.device("meta"):
+            expected = {k: list(v.shape) for k, v in T2LModel(T2LConfig.from_pretrained(folder)).state_dict().items()}
+    except ValueError as err:
+        raise ValueError(
+            f"{str(config_file)!r} is not a usable hypernetwork config ({err}); pass a folder saved by "
+            "T2LModel.save_pretrained or `t2l init`."
+        ) from None
+    shapes = _saved_shapes(folder)  # empty without safetensors weights: transformers then says what is missing
+    wrong = [f"{k} {shapes[k]} (config: {expected[k]})" for k in expected if k in shapes and shapes[k] != expected[k]]
+    if wrong:
+        raise ValueError(
+            f"The weights in {str(folder)!r} do not fit its config.json: {len(wrong)} tensor(s) have other shapes: "
+            f"{'; '.join(wrong)}. The config was edited or belongs to another checkpoint; restore the config.json "
+            "saved with these weights."
+        )
+
+
+def _saved_shapes(folder: Path) -> dict[str, list[int]]:
+    """Tensor name -> shape from the safetensors headers (no tensor data is read)."""
+    from safetensors import safe_open
+
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError):  # a broken index: loading it reports that
+            return {}
+    elif (folder / "model.safetensors").is_file():
+        files = ["model.safetensors"]
+    else:
+        return {}
+    shapes: dict[str, list[int]] = {}
+    try:
+        for name in files:
+            with safe_open(str(folder / name), framework="pt") as handle:
+                for key in handle.keys():
+                    shapes[key] = list(handle.get_slice(key).get_shape())
+    except Exception:  # a corrupt or truncated file: loading it reports that (T2LModel.from_pretrained)
+        return {}
+    return shapes
+
 
 
 def _as_dict(info: Any) -> dict:

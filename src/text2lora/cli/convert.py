@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    from text2lora.reference import convert_reference
+    from text2lora.convert_reference_checkpoint import convert_reference
 
     out = convert_reference(
         args.checkpoint_dir,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import re
 import time
@@ -120,55 +119,34 @@ def _output_folders(args: argparse.Namespace, descriptions: list[str]) -> list[P
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from text2lora.checkpoints import load_hypernetwork
-
-    from text2lora.cache import resolve_cache
+    from text2lora.pipeline import LazyHypernetwork, Mix, get_or_generate
 
     descriptions = _read_descriptions(args)
     if args.prompt is not None:
         from text2lora.compare import check_prompt
 
         check_prompt(args.prompt)
-        if args.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}.")
-    cache = None if args.no_cache else resolve_cache(args.cache_dir if args.cache_dir is not None else True)
+    cache = False if args.no_cache else (args.cache_dir if args.cache_dir is not None else True)
     outputs = _output_folders(args, descriptions)  # checked before any work, so a refusal costs nothing
+    requests = [Mix(descriptions, args.weights)] if args.weights is not None else descriptions
+    # Loaded only if an adapter is missing from the cache: a saved folder is identified from its files.
+    t2l = LazyHypernetwork(args.t2l, trust_remote_code=args.trust_remote_code)
     start = time.perf_counter()
-    # A saved folder is identified from its files, so cache hits need no hypernetwork in memory at all.
-    identity, adapters = _cached_only(cache, args, descriptions)
-    t2l = None
-    if adapters is None:
-        t2l = load_hypernetwork(args.t2l, trust_remote_code=args.trust_remote_code)
-        if args.weights is not None:
-            if cache is not None:
-                adapters = [
-                    cache.get_or_generate(t2l, descriptions, weights=args.weights, dtype=args.dtype, identity=identity)
-                ]
-            else:
-                adapters = [t2l.generate_lora(descriptions, weights=args.weights)]
-        else:
-            progress = len(descriptions) > 64
-            if cache is not None:
-                adapters = cache.get_or_generate_many(
-                    t2l, descriptions, dtype=args.dtype, batch_size=args.batch_size, show_progress_bar=progress,
-                    identity=identity,
-                )
-            else:
-                adapters = t2l.generate_lora(descriptions, batch_size=args.batch_size, show_progress_bar=progress)
+    adapters = get_or_generate(
+        requests, t2l, cache=cache, dtype=args.dtype, batch_size=args.batch_size, show_progress_bar=len(requests) > 64
+    )
     elapsed = time.perf_counter() - start
     for adapter, out in zip(adapters, outputs):
         # Checked again by save_pretrained: only an adapter folder text2lora wrote is ever replaced.
         adapter.save_pretrained(out, dtype=args.dtype, overwrite=args.overwrite)
         print(f"wrote {out}  ({adapter.num_parameters:,} parameters)  <- {adapter.description!r}")
-    name = (t2l.name_or_path if t2l is not None else args.t2l) or "hypernetwork"
-    if t2l is None:
-        print(f"read {len(adapters)} adapter(s) from the adapter cache {cache.cache_dir} in {elapsed * 1000:.1f} ms ({name})")
+    name = t2l.name or "hypernetwork"
+    if not t2l.generated:
+        print(f"read {len(adapters)} adapter(s) from the adapter cache in {elapsed * 1000:.1f} ms ({name})")
     else:
-        source = f" (adapter cache {cache.cache_dir})" if cache is not None else ""
-        print(f"generated {len(adapters)} adapter(s) in {elapsed * 1000:.1f} ms with {name}{source}")
+        print(f"generated {t2l.generated} adapter(s) in {elapsed * 1000:.1f} ms with {name}" + ("" if args.no_cache else " (cached)"))
     if args.prompt is not None:
-        base = t2l.config.base_model_name_or_path if t2l is not None else adapters[0].config.base_model_name_or_path
-        _print_comparison(base, args.prompt, args.max_new_tokens, adapters, outputs)
+        _print_comparison(adapters[0].config.base_model_name_or_path, args.prompt, args.max_new_tokens, adapters, outputs)
     return 0
 
 
@@ -183,7 +161,7 @@ def _print_comparison(base_name: str | None, prompt: str, max_new_tokens: int, a
     print(f"\nprompt ({base_name}, greedy, at most {max_new_tokens} new tokens): {prompt}")
     base_answer = None
     for adapter, out in zip(adapters, outputs):
-        base_answer, adapted = compare_answers(model, tokenizer, out, prompt, max_new_tokens, base_answer=base_answer)
+        base_answer, adapted = compare_answers(model, tokenizer, adapter, prompt, max_new_tokens, base_answer=base_answer)
         print(f"\n=== {_describe(adapter)}  ({out})")
         print(f"--- base model:\n{base_answer}")
         print(f"--- with the adapter:\n{adapted}")
@@ -194,23 +172,6 @@ def _describe(adapter) -> str:
         weights = adapter.mix_weights or [None] * len(adapter.description)
         return " + ".join(f"{w:g} x {d!r}" if w is not None else repr(d) for d, w in zip(adapter.description, weights))
     return repr(adapter.description)
-
-
-def _cached_only(cache, args: argparse.Namespace, descriptions: list[str]):
-    """(identity of a local hypernetwork folder or None, the adapters if every one is cached else None)."""
-    from text2lora.checkpoints import resolve_checkpoint
-
-    if cache is None or args.t2l is None:
-        return None, None
-    folder = Path(resolve_checkpoint(args.t2l))
-    if not (folder / "config.json").is_file():
-        return None, None
-    identity = dataclasses.replace(cache.identify(folder), name=str(args.t2l))
-    if args.weights is not None:
-        found = [cache.get(identity, descriptions, weights=args.weights, dtype=args.dtype)]
-    else:
-        found = [cache.get(identity, d, dtype=args.dtype) for d in descriptions]
-    return identity, (found if all(a is not None for a in found) else None)
 
 
 def describe_hypernetwork(t2l) -> dict:
@@ -268,8 +229,8 @@ def _refuse_non_empty(out: Path) -> None:
 def run_init(args: argparse.Namespace) -> int:
     import torch
 
-    from text2lora import T2LConfig, T2LModel
-    from text2lora.configuration_t2l import DEFAULT_ENCODER
+    from text2lora.configuration_t2l import DEFAULT_ENCODER, T2LConfig
+    from text2lora.modeling_t2l import T2LModel
     from text2lora.encoder import DescriptionEncoder
 
     _refuse_non_empty(args.out)  # before any work

@@ -1,7 +1,7 @@
 """Switching adapters on one loaded base model between evaluation runs, and recording what was active.
 
 The base model is loaded once and wrapped once by lm-eval's `HFLM`. Adapters are added with transformers'
-PEFT integration (`load_adapter`, `load_description_adapter`) and chosen with `set_adapter` /
+PEFT integration (`load_adapter` for PEFT folders, text2lora's `load_description_adapter` for T2L) and chosen with `set_adapter` /
 `disable_adapters`, so nothing is reloaded between runs. lm-eval does not record which adapter produced a
 result; `AdapterSwitch.activate` returns a record read back from the model itself (active adapter names,
 whether adapters are enabled, and a checksum of the active LoRA weights), which the runner stores with every
@@ -114,7 +114,9 @@ class AdapterSwitch:
             raise ValueError("A T2L condition needs a hypernetwork; pass --t2l PATH.")
         if self._t2l_description == ref.description:
             return
-        self.model.load_description_adapter(ref.description, t2l=self.hypernetwork, adapter_name="t2l")
+        from ..integrations.transformers import load_description_adapter
+
+        load_description_adapter(self.model, ref.description, t2l=self.hypernetwork, adapter_name="t2l")
         self._t2l_description = ref.description
 
 

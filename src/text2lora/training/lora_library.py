@@ -22,10 +22,11 @@ from typing import Any
 
 import torch
 
-from ..adapters import ADAPTER_METADATA_FILE
+from ..adapters import ADAPTER_METADATA_FILE, PEFT_PREFIX
+from ..base_models import LAYER_INDEX as _LAYER
+from ..configuration_t2l import lora_scaling
 
-_KEY = re.compile(r"^(?:base_model\.model\.)?(?P<path>.+)\.lora_(?P<factor>[AB])(?:\.[^.]+)?\.weight$")
-_LAYER = re.compile(r"^(?P<prefix>.*\.)(?P<index>\d+)(?P<suffix>\..*)$")
+_KEY = re.compile(rf"^(?:{re.escape(PEFT_PREFIX)})?(?P<path>.+)\.lora_(?P<factor>[AB])(?:\.[^.]+)?\.weight$")
 
 
 @dataclass
@@ -42,7 +43,7 @@ class LoraFactors:
 
     @property
     def scaling(self) -> float:
-        return self.lora_alpha / (math.sqrt(self.rank) if self.use_rslora else self.rank)
+        return lora_scaling(self.rank, self.lora_alpha, self.use_rslora)
 
     @property
     def target_modules(self) -> list[str]:

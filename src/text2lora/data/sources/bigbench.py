@@ -21,7 +21,7 @@ import random
 from pathlib import Path
 
 from ..schema import Example, RawTask
-from . import TaskSource
+from .base import TaskSource
 from .archive import (
     BIGBENCH_LICENSE,
     list_prepared_tasks,

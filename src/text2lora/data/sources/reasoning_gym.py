@@ -19,7 +19,7 @@ import threading
 import time
 
 from ..schema import Example, RawTask
-from . import TaskSource
+from .base import TaskSource
 
 REASONING_GYM_LICENSE = "Apache-2.0"
 # Registered names that are not tasks of their own.

@@ -1,4 +1,8 @@
-"""The hypernetworks released with the Text-to-LoRA paper, loaded as ordinary `T2LModel`s.
+"""Converter for the hypernetworks released with the Text-to-LoRA paper: into ordinary `T2LModel`s and folders.
+
+Like transformers' `convert_*` scripts, this module sits beside the model and is not part of it: `T2LModel` knows
+nothing of the reference format. Public functions: `convert_reference` (folder in, folder out; also
+`t2l convert-reference`) and `load_reference_checkpoint` (folder in, model out).
 
 A released folder (`SakanaAI/text-to-lora`, `trained_t2l/<run>/`) holds `hypermod.pt` (a pickled state dict
 of fp32 tensors), `args.yaml` (the training arguments) and `adapter_config.json` (the PEFT config of the
@@ -491,7 +495,7 @@ def _conversion_card(model: T2LModel, source: Path) -> str:
         "`trust_remote_code=True` (`t2l generate --trust-remote-code`)\n\n"
         "```python\nfrom text2lora.checkpoints import load_hypernetwork\n\n"
         't2l = load_hypernetwork("<this repo or folder>", trust_remote_code=True)\n'
-        't2l.save_adapter("Solve grade-school math word problems step by step.", "math_lora")\n```\n'
+        't2l.generate_lora("Solve grade-school math word problems step by step.").save_pretrained("math_lora")\n```\n'
     )
 
 

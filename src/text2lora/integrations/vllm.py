@@ -26,8 +26,11 @@ from typing import Any
 
 import torch
 
-from .cache import AdapterCache, resolve_cache
-from .io_utils import cache_home
+from ..cache import AdapterCache
+from ..checkpoints import HypernetworkLike
+from ..io_utils import cache_home
+from ..pipeline import LazyHypernetwork, adapter_key, describe_request, get_or_generate
+from .transformers import as_request
 
 VLLM_DEFAULT_MAX_LORA_RANK = 16
 SERVED_ADAPTERS_DIR = "served_adapters"
@@ -73,7 +76,7 @@ def _lora_int_id(name: str) -> int:
 
 
 def prepare_adapter(
-    t2l: Any,
+    t2l: HypernetworkLike,
     description: str | Sequence[str] | torch.Tensor,
     *,
     weights: Sequence[float] | None = None,
@@ -85,31 +88,25 @@ def prepare_adapter(
 ) -> ServedAdapter:
     """Generate (or read from the cache) the adapter for `description` and put it in `adapter_dir/<name>`.
 
-    The folder under `adapter_dir` (default `<text2lora cache>/served_adapters`) is not subject to the adapter
-    cache's eviction, because a server may re-read it whenever it swaps the adapter back in.
+    The name is `<name_prefix>-<adapter key>` (`pipeline.adapter_key`), the same in every process. The folder under
+    `adapter_dir` (default `<text2lora cache>/served_adapters`) is not subject to the adapter cache's eviction,
+    because a server may re-read it whenever it swaps the adapter back in.
     """
-    check_vllm_compatible({"r": t2l.config.lora_r}, max_lora_rank)
+    request = as_request(description, weights)
+    source = LazyHypernetwork(t2l)
+    check_vllm_compatible({"r": source.config().lora_r}, max_lora_rank)
     root = Path(adapter_dir or cache_home() / SERVED_ADAPTERS_DIR)
-    store = resolve_cache(cache)
-    key = (store or AdapterCache(root)).key(t2l, description, weights=weights, dtype=dtype)  # no disk access
-    name = f"{name_prefix}-{key[:16]}"
+    name = f"{name_prefix}-{adapter_key(source.identity(), request, dtype=dtype)[:16]}"
     target = root / name
     if not (target / "adapter_model.safetensors").is_file():
-        if store is not None:
-            generated = store.get_or_generate(t2l, description, weights=weights, dtype=dtype)
-        else:
-            generated = t2l.generate_lora(description, weights=weights)
-            generated = generated[0] if isinstance(generated, list) else generated
+        (generated,) = get_or_generate([request], source, cache=cache, dtype=dtype)
         generated.save_pretrained(target, dtype=dtype)  # atomic
     config = json.loads((target / "adapter_config.json").read_text())
     check_vllm_compatible(config, max_lora_rank)
-    texts = description if isinstance(description, str) else None
-    if isinstance(description, (list, tuple)):
-        texts = list(description)
     return ServedAdapter(
         name=name,
         path=target,
-        description=texts,
+        description=describe_request(request),
         weights=[float(w) for w in weights] if weights is not None else None,
         rank=int(config["r"]),
         base_model=config.get("base_model_name_or_path"),
@@ -118,7 +115,7 @@ def prepare_adapter(
 
 
 def lora_request(
-    t2l: Any,
+    t2l: HypernetworkLike,
     description: str | Sequence[str] | torch.Tensor,
     *,
     weights: Sequence[float] | None = None,
@@ -145,7 +142,7 @@ class VLLMAdapterClient:
     """Loads generated adapters into a running vLLM OpenAI-compatible server and sends requests to them.
 
     Args:
-        t2l: the hypernetwork (`T2LModel`) that generates the adapters.
+        t2l: the hypernetwork that generates the adapters (`T2LModel`, folder or Hub name; `None`: the default).
         base_url: the server, e.g. "http://localhost:8000" (the `/v1` routes are appended).
         api_key: sent as a bearer token when the server was started with `--api-key`.
         max_lora_rank: the server's `--max-lora-rank` (adapters above it are refused before the request).
@@ -156,7 +153,7 @@ class VLLMAdapterClient:
 
     def __init__(
         self,
-        t2l: Any,
+        t2l: HypernetworkLike,
         base_url: str = "http://localhost:8000",
         *,
         api_key: str | None = None,

@@ -1,0 +1,167 @@
+"""Fingerprints of hypernetworks: a content hash of a `T2LModel` or of a saved folder (the same hash for both), and
+the `HypernetworkIdentity` an adapter key is built from (`pipeline.adapter_key`).
+
+Two copies of one checkpoint share a fingerprint; a retrained one never does. A saved folder is hashed from its
+files without building the model, once per process per version of its files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoints import HypernetworkLike
+
+
+@dataclass(frozen=True)
+class HypernetworkIdentity:
+    """What a cache key needs to know about a hypernetwork: a content fingerprint, and the encoder whose
+    formatting and settings turn description text into its task embedding."""
+
+    fingerprint: str
+    encoder: Any
+    name: str | None = None
+
+
+def _t2l_fields(config) -> dict[str, Any]:
+    """The T2L-specific config fields (generic `PreTrainedConfig` bookkeeping such as paths is left out)."""
+    from .configuration_t2l import T2LConfig
+
+    names = [n for n in T2LConfig.__annotations__ if not n.startswith("_")]
+    return {n: getattr(config, n, None) for n in names}
+
+
+class _Hasher:
+    """sha256 over config fields and named tensors, in a canonical order, whatever their source."""
+
+    def __init__(self, config) -> None:
+        self._hash = hashlib.sha256()
+        self._hash.update(json.dumps(_t2l_fields(config), sort_keys=True, default=str).encode())
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        tensor = tensor.detach().to("cpu").contiguous()
+        self._hash.update(f"{name}|{str(tensor.dtype)}|{tuple(tensor.shape)}".encode())
+        self._hash.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def _state_token(model) -> tuple:
+    """Changes whenever a tensor of `model` is replaced or modified in place (version counters), plus a small
+    strided sample of each tensor, which catches edits made through `.data` (they bypass the counters)."""
+    token = []
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        flat = tensor.detach().reshape(-1)
+        sample = flat[:: max(1, flat.numel() // 64)].to(torch.float64).sum().item() if flat.numel() else 0.0
+        token.append((name, tensor.data_ptr(), tensor._version, sample))
+    token.append(json.dumps(_t2l_fields(model.config), sort_keys=True, default=str))
+    return tuple(token)
+
+
+def model_fingerprint(model) -> str:
+    """Content hash of a `T2LModel` (config fields + every tensor), memoised on the instance until it changes."""
+    token = _state_token(model)
+    memo = getattr(model, "_t2l_cache_fingerprint", None)
+    if memo is not None and memo[0] == token:
+        return memo[1]
+    hasher = _Hasher(model.config)
+    for name, tensor in sorted(model.state_dict().items()):
+        hasher.add(name, tensor)
+    fingerprint = hasher.hexdigest()
+    model._t2l_cache_fingerprint = (token, fingerprint)
+    return fingerprint
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return [folder / s for s in shards]
+    single = folder / "model.safetensors"
+    return [single] if single.is_file() else []
+
+
+def _file_stamp(path: Path) -> tuple:
+    """Changes whenever the file is rewritten or replaced: st_ctime_ns is set by the kernel on every write and
+    cannot be set back with `os.utime` (unlike st_mtime_ns); inode and device change when a file is moved in."""
+    stat = path.stat()
+    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+
+
+_FOLDER_FINGERPRINTS: dict[tuple, str] = {}
+_FOLDER_FINGERPRINTS_LOCK = threading.Lock()
+
+
+def remembered_folder_fingerprint(folder: str | os.PathLike) -> str:
+    """`folder_fingerprint` (a hash of the weights' content), computed once per process per version of the
+    folder's files: memoised in memory on each file's path, size, modification and change times and inode."""
+    folder = Path(folder)
+    files = [folder / "config.json", *_weight_files(folder)]
+    stamp = tuple(_file_stamp(f) for f in files if f.is_file())
+    with _FOLDER_FINGERPRINTS_LOCK:
+        known = _FOLDER_FINGERPRINTS.get(stamp)
+    if known is not None:
+        return known
+    fingerprint = folder_fingerprint(folder)  # a rewrite meanwhile changes the stamp, so it is hashed again
+    with _FOLDER_FINGERPRINTS_LOCK:
+        _FOLDER_FINGERPRINTS[stamp] = fingerprint
+    return fingerprint
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """The same content hash as `model_fingerprint`, computed from a saved folder's files (no model built)."""
+    from safetensors import safe_open
+
+    from .configuration_t2l import T2LConfig
+
+    folder = Path(folder)
+    files = _weight_files(folder)
+    if not files:
+        raise FileNotFoundError(f"No model.safetensors in {folder}; it is not a saved T2LModel folder.")
+    hasher = _Hasher(T2LConfig.from_pretrained(folder))
+    tensors: dict[str, tuple[Path, str]] = {}
+    for file in files:
+        with safe_open(str(file), framework="pt") as handle:
+            tensors.update({key: (file, key) for key in handle.keys()})
+    handles = {file: safe_open(str(file), framework="pt") for file in files}
+    for name in sorted(tensors):
+        file, key = tensors[name]
+        hasher.add(name, handles[file].get_tensor(key))
+    return hasher.hexdigest()
+
+
+def identify(t2l: HypernetworkLike | HypernetworkIdentity, name: str | None = None) -> HypernetworkIdentity:
+    """The identity of a `T2LModel`, or of a saved hypernetwork folder without building the model (its
+    fingerprint hashes the weights' content, once per process; see `remembered_folder_fingerprint`).
+    `name` (default: the folder or the model's `name_or_path`) is what adapters record as their hypernetwork."""
+    from .configuration_t2l import T2LConfig
+    from .encoder import DescriptionEncoder
+
+    if isinstance(t2l, HypernetworkIdentity):
+        return t2l if name is None else replace(t2l, name=name)
+    if isinstance(t2l, (str, os.PathLike)):
+        folder = Path(t2l)
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"{str(t2l)!r} is not a saved hypernetwork folder; pass a loaded T2LModel instead.")
+        encoder = DescriptionEncoder.from_config(T2LConfig.from_pretrained(folder))
+        return HypernetworkIdentity(remembered_folder_fingerprint(folder), encoder, name or str(t2l))
+    if t2l is None:
+        raise ValueError("identify needs a T2LModel or a saved hypernetwork folder, got None.")
+    return HypernetworkIdentity(model_fingerprint(t2l), t2l.description_encoder, name or t2l.name_or_path or None)
+
+
+__all__ = [
+    "HypernetworkIdentity",
+    "folder_fingerprint",
+    "identify",
+    "model_fingerprint",
+    "remembered_folder_fingerprint",
+]
