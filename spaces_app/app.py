@@ -36,10 +36,12 @@ from space_state import (  # noqa: E402,F401 (re-exported: the app module is wha
     norms_figure,
 )
 
+from text2lora.checkpoints import HypernetworkLike
+
 # ---------------------------------------------------------------------- the Gradio app
 
 
-def build_demo(t2l: Any = None, base_model: str | os.PathLike | None = None, **options: Any) -> gr.Blocks:
+def build_demo(t2l: HypernetworkLike = None, base_model: str | os.PathLike | None = None, **options: Any) -> gr.Blocks:
     """The Gradio app. `t2l` / `base_model` / `options` go to `Text2LoraSpace` (see there)."""
     space = Text2LoraSpace(t2l, base_model, **options)
 

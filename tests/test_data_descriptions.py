@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from text2lora.cli import main as cli_main
-from text2lora.data.descriptions import (
+from text2lora.data.description_files import (
     DescriptionFileError,
     check_description_files,
     default_descriptions_dir,

@@ -13,7 +13,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from text2lora import T2LConfig, T2LModel
-from text2lora.training.checkpointing import last_complete_checkpoint
+from text2lora.training.resume import last_complete_checkpoint
 from text2lora.training.collators import T2LSFTCollator
 from text2lora.training.sft_config import T2LSFTConfig
 from text2lora.training.sft_trainer import T2LSFTTrainer
@@ -362,7 +362,7 @@ def test_example_configs_are_valid(name, monkeypatch):
     """Every shipped run config parses and its `training` section builds the right arguments class."""
     from trl import SFTConfig
 
-    from text2lora.training.recipes import _dataclass_from, load_run_config
+    from text2lora.training.run_config import _dataclass_from, load_run_config
     from text2lora.training.recon_config import T2LReconstructionConfig
 
     overrides = ["training.report_to=none", "training.use_cpu=true"]  # TRL defaults to bf16 unless told CPU
@@ -415,7 +415,7 @@ def test_skip_empty_tasks_leaves_out_tasks_with_only_long_examples(tokenizer):
 
 def test_exponent_numbers_in_run_configs_and_overrides_are_floats(tmp_path):
     """YAML 1.1 reads `2e-4` as text; a learning rate must reach the optimizer as a number either way."""
-    from text2lora.training.recipes import load_run_config, parse_override
+    from text2lora.training.run_config import load_run_config, parse_override
 
     assert parse_override("training.learning_rate=2e-4") == (["training", "learning_rate"], 2e-4)
     assert parse_override("training.learning_rate=2.0e-4")[1] == 2e-4

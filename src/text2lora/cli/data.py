@@ -73,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_check_descriptions(args: argparse.Namespace) -> int:
-    from text2lora.data.descriptions import check_description_files, default_descriptions_dir
+    from text2lora.data.description_files import check_description_files, default_descriptions_dir
 
     paths = args.paths or [default_descriptions_dir()]
     valid, errors = check_description_files(paths)
@@ -85,7 +85,7 @@ def run_check_descriptions(args: argparse.Namespace) -> int:
 
 def run_build(args: argparse.Namespace) -> int:
     from text2lora.data.builder import TaskCollectionConfig, build_task_collection
-    from text2lora.data.report import read_report
+    from text2lora.data.build_report import read_report
 
     options = {
         "sources": args.sources,
@@ -112,7 +112,7 @@ def run_build(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     from text2lora.data.builder import default_collection_dir
-    from text2lora.data.report import plot_report, read_report
+    from text2lora.data.build_report import plot_report, read_report
 
     path = args.path or default_collection_dir()
     report = read_report(path)

@@ -44,7 +44,7 @@ def _missing_kind(args: argparse.Namespace) -> int:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from text2lora.training.recipes import load_run_config, run_from_config
+    from text2lora.training.run_config import load_run_config, run_from_config
 
     config = load_run_config(args.config, args.overrides)
     if args.print_config:

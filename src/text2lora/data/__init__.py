@@ -15,14 +15,14 @@ from .builder import (
     load_task_collection,
 )
 from .decontamination import REMOVED_TASKS, BenchmarkNgramIndex, Removal
-from .descriptions import (
+from .description_files import (
     DescriptionFileError,
     TaskDescriptions,
     check_description_files,
     load_description_file,
     load_source_descriptions,
 )
-from .report import BuildReport, read_report
+from .build_report import BuildReport, read_report
 from .schema import COLUMNS, TRAIN_SPLIT, VALIDATION_SPLIT, collection_features, split_task_id, task_id
 
 __all__ = [

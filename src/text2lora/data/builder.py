@@ -21,8 +21,8 @@ from tqdm.auto import tqdm
 
 from ..io_utils import atomic_directory, cache_home
 from .decontamination import BenchmarkNgramIndex, removed_task_ids
-from .descriptions import SOURCES, TaskDescriptions, load_source_descriptions
-from .report import BuildReport, SkippedTask, TaskSummary, write_report
+from .description_files import SOURCES, TaskDescriptions, load_source_descriptions
+from .build_report import BuildReport, SkippedTask, TaskSummary, write_report
 from .schema import (
     COLLECTION_VERSION,
     COLUMNS,
@@ -416,7 +416,7 @@ def _code_digest() -> str:
 
 def descriptions_digest(descriptions_dir: str | os.PathLike | None = None) -> str:
     """A hash of every description file, so editing one invalidates a cached build."""
-    from .descriptions import default_descriptions_dir
+    from .description_files import default_descriptions_dir
 
     root = Path(descriptions_dir or default_descriptions_dir())
     digest = hashlib.sha256()

@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from ..checkpoints import HypernetworkLike
 from .conditions import AdapterRef
 
 
@@ -23,11 +24,11 @@ class AdapterSwitch:
 
     Args:
         model: a transformers `PreTrainedModel` (adapters are injected in place).
-        hypernetwork: a `T2LModel` for T2L runs, or `None`.
+        hypernetwork: the hypernetwork for T2L runs (`T2LModel`, folder or Hub name), or `None` for none.
         keep_peft: how many PEFT-folder adapters (oracle LoRAs) to keep loaded; older ones are deleted.
     """
 
-    def __init__(self, model, hypernetwork=None, keep_peft: int = 2) -> None:
+    def __init__(self, model, hypernetwork: HypernetworkLike = None, keep_peft: int = 2) -> None:
         self.model = model
         self.hypernetwork = hypernetwork
         self.keep_peft = keep_peft

@@ -9,14 +9,14 @@ Import cost: this package loads transformers' Trainer; `import text2lora` does n
 """
 
 from .baselines import lora_config_for, train_multitask_lora, train_oracle_loras
-from .checkpointing import last_complete_checkpoint
+from .resume import last_complete_checkpoint
 from .collators import T2LSFTCollator
 from .description_table import DescriptionTable, embed_descriptions
 from .lora_library import LoraFactors, LoraLibrary, read_peft_adapter, write_task_metadata
 from .losses import completion_loss
 from .per_sample_lora import PerSampleLora, enable_activation_checkpointing
 from .plotting import plot_loss_curves
-from .recipes import load_run_config, run_from_config
+from .run_config import load_run_config, run_from_config
 from .recon_config import T2LReconstructionConfig
 from .recon_model import T2LReconstructionModel
 from .recon_trainer import T2LReconstructionTrainer

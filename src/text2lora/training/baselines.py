@@ -121,7 +121,7 @@ def train_multitask_lora(
 
 
 def _resume_point(args) -> str | None:
-    from .checkpointing import last_complete_checkpoint
+    from .resume import last_complete_checkpoint
 
     resume = getattr(args, "resume_from_checkpoint", None)
     if resume in (None, False, "", "none"):

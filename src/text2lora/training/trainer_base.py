@@ -17,7 +17,7 @@ from transformers import Trainer
 
 from ..io_utils import cache_home
 from ..modeling_t2l import T2LModel
-from .checkpointing import last_complete_checkpoint, load_hypernetwork_weights
+from .resume import last_complete_checkpoint, load_hypernetwork_weights
 
 logger = logging.getLogger(__name__)
 
