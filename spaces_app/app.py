@@ -28,9 +28,9 @@ from space_state import (  # noqa: E402,F401 (re-exported: the app module is wha
     EXAMPLE_DESCRIPTIONS,
     EXAMPLE_PROMPTS,
     MAX_DESCRIPTION_CHARS,
-    AdapterRequest,
     AdapterResult,
     SpaceError,
+    SpaceRequest,
     Text2LoraSpace,
     adapter_norms,
     norms_figure,
@@ -62,7 +62,7 @@ def build_demo(t2l: HypernetworkLike = None, base_model: str | os.PathLike | Non
         if not session.get("adapter"):
             raise gr.Error("Generate an adapter first: describe the task above and press “Generate adapter”.")
         hypernetwork, descriptions, weights = session["adapter"]
-        request = AdapterRequest(hypernetwork, tuple(descriptions), tuple(weights) if weights else None)
+        request = SpaceRequest(hypernetwork, tuple(descriptions), tuple(weights) if weights else None)
         try:
             yield from space.stream_answers(request, prompt, int(max_new_tokens))
         except SpaceError as err:

@@ -37,8 +37,7 @@ from text2lora.configuration_t2l import T2LConfig
 from text2lora.loading import load_generated_adapter
 from text2lora.modeling_t2l import T2LModel
 from text2lora.packaged import default_hypernetwork_name
-from text2lora.pipeline import AdapterRequest as PipelineRequest
-from text2lora.pipeline import LazyHypernetwork, Mix, get_or_generate
+from text2lora.pipeline import AdapterRequest, LazyHypernetwork, Mix, get_or_generate
 
 EXAMPLE_DESCRIPTIONS = [
     "Solve grade-school math word problems step by step and end with the final number.",
@@ -58,7 +57,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class AdapterRequest:
+class SpaceRequest:
     """What an adapter is made from: hypernetwork, description(s) and (for a mix) weights. Its key names the
     adapter in this app's memory and in the base model's adapter slots."""
 
@@ -72,7 +71,7 @@ class AdapterRequest:
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
     @property
-    def pipeline_request(self) -> PipelineRequest:
+    def pipeline_request(self) -> AdapterRequest:
         """What `get_or_generate` makes: the description, or the mix."""
         return self.descriptions[0] if self.weights is None else Mix(self.descriptions, self.weights)
 
@@ -81,7 +80,7 @@ class AdapterRequest:
 class AdapterResult:
     """A generated adapter with what the UI shows about it."""
 
-    request: AdapterRequest
+    request: SpaceRequest
     adapter: GeneratedLora
     seconds: float
     zip_path: Path
@@ -270,7 +269,7 @@ class Text2LoraSpace:
 
     def adapter_request(
         self, hypernetwork: str, description: str, mix_description: str = "", mix_weight: float = 0.0
-    ) -> AdapterRequest:
+    ) -> SpaceRequest:
         """Validate the inputs; a second description with a weight > 0 makes a mix `(1-w)·first + w·second`."""
         t2l = self.hypernetwork(hypernetwork)
         first = self.check_description(t2l, description)
@@ -278,10 +277,10 @@ class Text2LoraSpace:
             if not 0 < mix_weight <= 1:
                 raise SpaceError(f"The mixing weight must be between 0 and 1, got {mix_weight}.")
             second = self.check_description(t2l, mix_description)
-            return AdapterRequest(hypernetwork, (first, second), (round(1 - mix_weight, 4), round(mix_weight, 4)))
-        return AdapterRequest(hypernetwork, (first,))
+            return SpaceRequest(hypernetwork, (first, second), (round(1 - mix_weight, 4), round(mix_weight, 4)))
+        return SpaceRequest(hypernetwork, (first,))
 
-    def generate(self, request: AdapterRequest) -> tuple[AdapterResult, bool]:
+    def generate(self, request: SpaceRequest) -> tuple[AdapterResult, bool]:
         """The adapter for `request`, and whether this app had made it before (then it is returned at once).
 
         New requests go through the on-disk `AdapterCache` (when enabled), so a description generated in an
@@ -327,7 +326,7 @@ class Text2LoraSpace:
         )
         logger.warning(self.cache_warning)
 
-    def _zip(self, adapter: GeneratedLora, request: AdapterRequest) -> Path:
+    def _zip(self, adapter: GeneratedLora, request: SpaceRequest) -> Path:
         slug = re.sub(r"[^a-z0-9]+", "-", request.descriptions[0].lower()).strip("-")[:40].strip("-") or "adapter"
         folder = self.work_dir / request.key
         name = f"t2l-adapter-{slug}"
@@ -371,7 +370,7 @@ class Text2LoraSpace:
             self._chat = (base, model.eval(), tokenizer)
         return self._chat[1], self._chat[2]
 
-    def _activate(self, model: Any, request: AdapterRequest) -> str:
+    def _activate(self, model: Any, request: SpaceRequest) -> str:
         """Load the adapter this app holds for `request` into a slot of the base model (kept for reuse) and make it
         the active one."""
         slot = self._slots.get(request.key)
@@ -413,7 +412,7 @@ class Text2LoraSpace:
             )
         return {k: v for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
 
-    def stream_answers(self, request: AdapterRequest, prompt: str, max_new_tokens: int) -> Iterator[tuple[str, str]]:
+    def stream_answers(self, request: SpaceRequest, prompt: str, max_new_tokens: int) -> Iterator[tuple[str, str]]:
         """Stream `(base answer, adapted answer)`: the base model first (adapters disabled), then the adapted one.
 
         The base model is shared by all users, so a request holds it from the first token to the last.

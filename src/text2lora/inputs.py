@@ -9,10 +9,9 @@ from __future__ import annotations
 import argparse
 import math
 import operator
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
-
-import torch
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -52,7 +51,8 @@ def check_generation_inputs(descriptions: Any, config: Any = None, *, batch_size
         whole = False
     if not whole:
         raise ValueError(f"batch_size must be a whole number of 1 or more, got {batch_size!r}.")
-    if isinstance(descriptions, torch.Tensor):
+    torch = sys.modules.get("torch")  # not imported here: the CLI's argument types must not cost a torch import
+    if torch is not None and isinstance(descriptions, torch.Tensor):
         width = getattr(config, "task_embedding_size", None)
         if descriptions.dim() not in (1, 2) or (width is not None and descriptions.shape[-1] != width):
             expected = f"this hypernetwork expects {width}-d ones, [{width}] or [N, {width}]" if width else "[E] or [N, E]"
