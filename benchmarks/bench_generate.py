@@ -90,7 +90,7 @@ def run_one(variant: str, shape: str, repeats: int, n: int, dtype: str = "float3
 
 
 def run_cache(variant: str, repeats: int) -> dict:
-    """Runs in a fresh process: cold and warm `AdapterCache.get_or_generate` for one adapter at Mistral shapes."""
+    """Runs in a fresh process: cold and warm `get_or_generate` (adapter cache) for one adapter at Mistral shapes."""
     import tempfile
 
     import torch
@@ -98,6 +98,8 @@ def run_cache(variant: str, repeats: int) -> dict:
 
     from text2lora import T2LConfig, T2LModel
     from text2lora.cache import AdapterCache
+    from text2lora.fingerprints import identify
+    from text2lora.pipeline import adapter_key, get_or_generate
 
     torch.manual_seed(0)
     config = T2LConfig(variant=variant, target_modules=["q_proj", "v_proj"], lora_r=8, **SHAPES["mistral"])
@@ -113,11 +115,17 @@ def run_cache(variant: str, repeats: int) -> dict:
         fn()
         return time.perf_counter() - start
 
-    cold_first = timed(lambda: cache.get_or_generate(model, embeddings[0]))  # includes hashing the weights
-    misses = [timed(lambda i=i: cache.get_or_generate(model, embeddings[i])) for i in range(1, repeats + 1)]
-    warm = [timed(lambda i=i: cache.get_or_generate(model, embeddings[i])) for i in range(1, repeats + 1)]
-    key_only = [timed(lambda i=i: cache.key(model, embeddings[i])) for i in range(1, repeats + 1)]
-    files = [cache.adapter_path(model, embeddings[i]) / "adapter_model.safetensors" for i in range(1, repeats + 1)]
+    def get(i: int):
+        return get_or_generate([embeddings[i]], model, cache=cache)
+
+    def key(i: int) -> str:
+        return adapter_key(identify(model), embeddings[i])
+
+    cold_first = timed(lambda: get(0))  # includes hashing the weights
+    misses = [timed(lambda i=i: get(i)) for i in range(1, repeats + 1)]
+    warm = [timed(lambda i=i: get(i)) for i in range(1, repeats + 1)]
+    key_only = [timed(lambda i=i: key(i)) for i in range(1, repeats + 1)]
+    files = [cache.lookup(key(i)) / "adapter_model.safetensors" for i in range(1, repeats + 1)]
     reads = [timed(lambda f=f: load_file(str(f))) for f in files]
     no_cache = [timed(lambda i=i: model.generate_lora(embeddings[i])) for i in range(1, repeats + 1)]
     return {
@@ -289,6 +297,9 @@ def main() -> None:
     parser.add_argument("--floor", action="store_true", help="ours vs the machine's GEMM floor, alternated per round")
     parser.add_argument("--rounds", type=int, default=15, help="alternated rounds for --floor and --heads")
     parser.add_argument("--packed", action="store_true", help="with --floor: also generate with pack_heads()")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads for --floor/--heads (1 is steadiest on a shared machine: no thread waits "
+                             "for a descheduled sibling)")
     parser.add_argument("--heads", action="store_true", help="compare the head GEMM forms, alternated per round")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -300,6 +311,10 @@ def main() -> None:
         else:
             print(json.dumps(run_one(variant, shape, args.repeats, int(n), dtype)))
         return
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     if args.heads:
         for shape in args.shapes:
             run_heads(shape, args.rounds, args.batch)
