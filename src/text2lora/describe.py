@@ -34,9 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
-# Accepted column (or key) names, tried in this order; the first present one is used.
-INPUT_COLUMNS = ("input", "prompt", "question", "inputs", "source", "text")
-OUTPUT_COLUMNS = ("output", "completion", "answer", "target", "targets", "label")
+# INPUT_COLUMNS / OUTPUT_COLUMNS: accepted column (or key) names, tried in this order; the first present is used.
+from .inputs import INPUT_COLUMNS, OUTPUT_COLUMNS
+
 EXAMPLE_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 MAX_INPUT_CHARS = 400  # longer inputs are shortened in the prompt (a passage's start says what the task is)
 MAX_OUTPUT_CHARS = 200

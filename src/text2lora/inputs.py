@@ -13,6 +13,11 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+# Columns `text2lora.describe` reads examples from (the first present of each); here so the CLI can name them
+# without importing torch.
+INPUT_COLUMNS = ("input", "prompt", "question", "inputs", "source", "text")
+OUTPUT_COLUMNS = ("output", "completion", "answer", "target", "targets", "label")
+
 
 def _short(value: Any, limit: int = 60) -> str:
     text = repr(value)

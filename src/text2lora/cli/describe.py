@@ -7,12 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from text2lora.inputs import positive_int
+from text2lora.inputs import INPUT_COLUMNS, OUTPUT_COLUMNS, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from text2lora.describe import INPUT_COLUMNS, OUTPUT_COLUMNS
-
     parser = subparsers.add_parser(
         "describe",
         help="write task descriptions from input/output examples (the input `t2l generate` needs)",

@@ -5,20 +5,44 @@ this package adds the conditions, adapter switching with a record of the active 
 description split, sandboxed code execution for pass@1, and the report with paired differences.
 """
 
-from .benchmarks import BENCHMARKS, resolve_benchmark_dir
-from .code_execution import ExecutionResult, SandboxConfig, check_solution, run_python
-from .conditions import CONDITIONS, Condition
-from .descriptions import (
-    DescriptionSet,
-    check_no_evaluation_descriptions,
-    evaluation_descriptions,
-    is_evaluation_description,
-    load_description_set,
-    training_descriptions,
-)
-from .metrics import bootstrap_ci, exact_match, extract_final_number
-from .report import combined_paired_report, paired_differences
-from .runner import EvalConfig, EvalRunner, run_evaluation
+from __future__ import annotations
+
+import importlib
+
+# Public name -> its module; imported on first use (PEP 562), so `t2l --help` and the condition list cost no torch.
+_EXPORTS = {
+    "BENCHMARKS": "benchmarks",
+    "resolve_benchmark_dir": "benchmarks",
+    "ExecutionResult": "code_execution",
+    "SandboxConfig": "code_execution",
+    "check_solution": "code_execution",
+    "run_python": "code_execution",
+    "CONDITIONS": "conditions",
+    "Condition": "conditions",
+    "DescriptionSet": "descriptions",
+    "check_no_evaluation_descriptions": "descriptions",
+    "evaluation_descriptions": "descriptions",
+    "is_evaluation_description": "descriptions",
+    "load_description_set": "descriptions",
+    "training_descriptions": "descriptions",
+    "bootstrap_ci": "metrics",
+    "exact_match": "metrics",
+    "extract_final_number": "metrics",
+    "combined_paired_report": "report",
+    "paired_differences": "report",
+    "EvalConfig": "runner",
+    "EvalRunner": "runner",
+    "run_evaluation": "runner",
+}
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "BENCHMARKS",
