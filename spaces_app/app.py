@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gradio as gr
-from space_state import (  # noqa: E402,F401 (re-exported: the app module is what tests and the Space load)
+from space_state import (  # noqa: F401 (re-exported: the app module is what tests and the Space load)
     EXAMPLE_DESCRIPTIONS,
     EXAMPLE_PROMPTS,
     MAX_DESCRIPTION_CHARS,

@@ -47,7 +47,7 @@ class _Hasher:
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
         tensor = tensor.detach().to("cpu").contiguous()
-        self._hash.update(f"{name}|{str(tensor.dtype)}|{tuple(tensor.shape)}".encode())
+        self._hash.update(f"{name}|{tensor.dtype!s}|{tuple(tensor.shape)}".encode())
         self._hash.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
 
     def hexdigest(self) -> str:

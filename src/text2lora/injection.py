@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
 from .adapters import PEFT_PREFIX, GeneratedLora
-from .configuration_t2l import lora_scaling
 from .base_models import layout_of
+from .configuration_t2l import lora_scaling
 
 
 def check_base_model_matches(model: nn.Module, config) -> None:

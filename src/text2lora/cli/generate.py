@@ -230,8 +230,8 @@ def run_init(args: argparse.Namespace) -> int:
     import torch
 
     from text2lora.configuration_t2l import DEFAULT_ENCODER, T2LConfig
-    from text2lora.modeling_t2l import T2LModel
     from text2lora.encoder import DescriptionEncoder
+    from text2lora.modeling_t2l import T2LModel
 
     _refuse_non_empty(args.out)  # before any work
     encoder = args.encoder or DEFAULT_ENCODER

@@ -104,7 +104,7 @@ class TextLoraConfig(LoraConfig):
     def to_lora_config(self) -> LoraConfig:
         return LoraConfig(**{k: v for k, v in self.to_dict().items() if k != "peft_type"})
 
-    def __deepcopy__(self, memo: dict) -> "TextLoraConfig":
+    def __deepcopy__(self, memo: dict) -> TextLoraConfig:
         # The hypernetwork is read-only here: share it rather than copy tens of MB with every config copy.
         clone = copy.copy(self)
         for key, value in self.__dict__.items():
