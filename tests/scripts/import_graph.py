@@ -61,7 +61,11 @@ def graph(lazy: bool = False, src: Path = SRC) -> dict[str, set[str]]:
                 for _ in range(node.level - 1 if node.level else 0):
                     base = base.rpartition(".")[0]
                 source = (f"{base}.{node.module}" if node.module else base) if node.level else (node.module or "")
-                targets = [source] + [f"{source}.{alias.name}" for alias in node.names]
+                named = [f"{source}.{alias.name}" for alias in node.names]
+                # `from . import b` runs module b, not the package again (it is already imported): an edge to the
+                # package only for names that are not modules (attributes of the package's __init__).
+                whole = node.module is not None or any(n not in modules for n in named)
+                targets = ([source] if whole else []) + named
             for target in targets:
                 if target in modules and target != name:
                     edges[name].add(target)
