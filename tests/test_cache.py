@@ -252,3 +252,25 @@ def test_unwritable_cache_degrades_to_generating(tmp_path, tiny_t2l_nonzero, mon
     adapter = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     _assert_same_adapter(adapter, tiny_t2l_nonzero.generate_lora(DESCRIPTION))
     assert len(cache) == 0 and "Could not write to the adapter cache" in caplog.text
+
+
+def test_get_or_generate_reads_each_hit_once_and_generates_only_the_misses(tmp_path, tiny_t2l_nonzero, monkeypatch):
+    """Many requests at once: hits are read once each, the misses (and a repeated one, once) go through one batched
+    call, a Mix is its own entry, and the order of the answers is the order of the requests."""
+    cache = AdapterCache(tmp_path)
+    first = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
+    reads, batches = [], []
+    real_read, real_generate = AdapterCache.read, type(tiny_t2l_nonzero).generate_lora
+    monkeypatch.setattr(AdapterCache, "read", lambda self, key, name=None: reads.append(key) or real_read(self, key, name))
+    monkeypatch.setattr(
+        type(tiny_t2l_nonzero), "generate_lora", lambda self, d, **kw: batches.append(d) or real_generate(self, d, **kw)
+    )
+    mix = Mix(["Translate English to French", DESCRIPTION], [0.5, 0.5])
+    requests = ["Translate English to French", DESCRIPTION, "Count legs", "Translate English to French", mix]
+    adapters = get_or_generate(requests, tiny_t2l_nonzero, cache=cache)
+    assert len(reads) == 4 and len(set(reads)) == 4  # one read per distinct request
+    assert batches == [["Translate English to French", "Count legs"]]  # the misses, in one batch
+    _assert_same_adapter(adapters[1], first)
+    assert adapters[0] is adapters[3] and adapters[4].mix_weights == [0.5, 0.5]
+    _assert_same_adapter(adapters[4], tiny_t2l_nonzero.mix_lora(list(mix.descriptions), list(mix.weights)))
+    assert len(cache) == 4
