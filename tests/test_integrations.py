@@ -212,3 +212,15 @@ def test_no_default_hypernetwork_gives_a_clear_error(tiny_base_dir, monkeypatch)
     monkeypatch.setattr(packaged, "DEFAULT_CHECKPOINT", None)
     with pytest.raises(ValueError, match="t2l init"):
         load_description_adapter(_base(tiny_base_dir), TASK)
+
+
+def test_text_lora_config_through_transformers_add_adapter(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
+    """transformers' own `add_adapter` injects the layers; the same explicit call fills them."""
+    expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
+    model = _base(tiny_base_dir)
+    model.add_adapter(TextLoraConfig(description=TASK, t2l=tiny_t2l_nonzero), adapter_name="task")
+    initialize_text_lora_weights(model, "task")
+    model.set_adapter("task")
+    torch.testing.assert_close(_logits(model.eval()), expected, rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="not from a TextLoraConfig"):
+        initialize_text_lora_weights(model, "task")  # already initialised: a plain LoraConfig now
