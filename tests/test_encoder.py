@@ -104,3 +104,93 @@ def test_trainers_embed_descriptions_on_their_accelerator():
 
     assert encoding_device(SimpleNamespace(device=torch.device("cpu"))) is None
     assert encoding_device(SimpleNamespace(device=torch.device("cuda", 1))) == torch.device("cuda", 1)
+
+
+TEXTS = [
+    "Answer grade-school science questions by picking the correct option.",
+    "x",
+    "Count the legs of the animals listed in the question and answer with a number.",
+    "Summarise news articles in one sentence. " * 40,  # longer than the encoder reads: truncated the same way
+    "  Classify the sentiment of a movie review as positive or negative.  ",
+]
+
+
+def _classic_folder(tiny_encoder_dir, tmp_path):
+    """The tiny encoder in the classic sentence-transformers folder format (as most Hub encoders are saved)."""
+    import json
+    import shutil
+
+    folder = tmp_path / "classic"
+    shutil.copytree(tiny_encoder_dir, folder, ignore=shutil.ignore_patterns("*_Pooling", "*_Normalize"))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"},
+    ]))  # fmt: skip
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 16, "do_lower_case": False}))
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False,
+    }))  # fmt: skip
+    (folder / "2_Normalize").mkdir()
+    return folder
+
+
+@pytest.mark.parametrize("which", ["tiny", "packaged"])
+def test_plain_encoder_equals_sentence_transformers_bit_for_bit(which, tiny_encoder_dir, tmp_path):
+    """A classic Transformer -> Pooling -> Normalize folder read with plain transformers gives exactly what
+    `SentenceTransformer.encode` gives for each text alone (truncation to the encoder's limit included)."""
+    from sentence_transformers import SentenceTransformer
+
+    from text2lora.integrations.sentence_transformers import PlainSentenceEncoder
+
+    if which == "tiny":
+        folder = _classic_folder(tiny_encoder_dir, tmp_path)
+    else:
+        folder = PACKAGED_ENCODERS["sentence-transformers/all-MiniLM-L6-v2"].path()
+    if folder is None:
+        pytest.skip("the packaged encoder is not installed")
+    plain = PlainSentenceEncoder.from_folder(folder)
+    assert plain is not None
+    reference = SentenceTransformer(str(folder), device="cpu")
+    assert plain.max_seq_length == reference.max_seq_length
+    assert plain.get_embedding_dimension() == reference.get_embedding_dimension()
+    ours = plain.encode(TEXTS)
+    for text, row in zip(TEXTS, ours):
+        assert torch.equal(row, reference.encode([text], convert_to_tensor=True)[0]), text
+    cls = PlainSentenceEncoder.from_folder(folder, pooling="cls").encode(TEXTS[:1])[0]
+    assert not torch.equal(cls, ours[0])
+    assert PlainSentenceEncoder.from_folder(folder, pooling="max") is None  # left to sentence-transformers
+
+
+def test_folders_saved_by_sentence_transformers_6_are_left_to_it(tiny_encoder_dir):
+    from text2lora.integrations.sentence_transformers import PlainSentenceEncoder
+
+    assert PlainSentenceEncoder.from_folder(tiny_encoder_dir) is None
+
+
+def test_a_description_embeds_the_same_whatever_is_encoded_with_it():
+    """Through sentence-transformers' batched, padded encode this fails (batch of 32: another embedding)."""
+    folder = "sentence-transformers/all-MiniLM-L6-v2"
+    if PACKAGED_ENCODERS[folder].path() is None:
+        pytest.skip("the packaged encoder is not installed")
+    alone = DescriptionEncoder(folder).encode(TEXTS[0])
+    for batch_size in (1, 2, 32):
+        together = DescriptionEncoder(folder).encode(TEXTS, batch_size=batch_size)
+        assert torch.equal(together[0], alone)
+
+
+def test_the_packaged_encoder_loads_without_sentence_transformers():
+    if PACKAGED_ENCODERS["sentence-transformers/all-MiniLM-L6-v2"].path() is None:
+        pytest.skip("the packaged encoder is not installed")
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from text2lora import DescriptionEncoder; "
+        "e = DescriptionEncoder('sentence-transformers/all-MiniLM-L6-v2').encode('Count legs.'); "
+        "print(tuple(e.shape), 'sentence_transformers' in sys.modules, 'sklearn' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["(384,)", "False", "False"]

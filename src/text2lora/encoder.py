@@ -91,6 +91,11 @@ def _set_pooling(model, mode: str, name: str) -> None:
 class DescriptionEncoder:
     """Embeds task descriptions with a sentence-transformers model, the T2L way.
 
+    A classic Transformer -> Pooling -> Normalize folder (the packaged encoder is one) is read with plain
+    transformers and encodes one description at a time, exactly as `SentenceTransformer.encode` does for a text
+    alone, so an embedding never depends on the other descriptions encoded with it
+    (`integrations/sentence_transformers.py`); any other folder goes through sentence-transformers.
+
     Args:
         name_or_path: sentence-transformers model name or folder.
         normalize: L2-normalise each embedding.
@@ -171,19 +176,35 @@ class DescriptionEncoder:
 
     @property
     def model(self):
-        """The underlying `SentenceTransformer`, loaded on first use."""
+        """The underlying encoder (a `PlainSentenceEncoder` or a `SentenceTransformer`), loaded on first use."""
         if self._model is None:
             self._model = self._load()
         return self._model
 
     def _load(self):
+        if self.needs_remote_code and not self.trust_remote_code:
+            raise ValueError(remote_code_refused_message(self.name_or_path))
+        location = resolve_encoder(self.name_or_path)
+        if not self.needs_remote_code:
+            # The common Transformer -> Pooling -> Normalize folder (the packaged encoder is one) in plain
+            # transformers, one text at a time: embeddings independent of the batch, no sentence-transformers import.
+            # Imported absolutely inside try: a saved hypernetwork's remote-code copy of this file has no text2lora
+            # package, and transformers' remote-code copier skips imports in try blocks.
+            try:
+                from text2lora.integrations.sentence_transformers import PlainSentenceEncoder
+            except ImportError:
+                PlainSentenceEncoder = None
+            plain = None
+            if PlainSentenceEncoder is not None:
+                plain = PlainSentenceEncoder.from_folder(location, pooling=self.pooling, device=self.device)
+            if plain is not None:
+                if self.max_length is not None:
+                    plain.max_seq_length = self.max_length
+                return plain.eval()
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as err:  # pragma: no cover - it is a core dependency
             raise ImportError("Description encoding needs sentence-transformers: pip install sentence-transformers") from err
-        if self.needs_remote_code and not self.trust_remote_code:
-            raise ValueError(remote_code_refused_message(self.name_or_path))
-        location = resolve_encoder(self.name_or_path)
         try:
             model = SentenceTransformer(location, device=self.device, trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError) as err:
