@@ -36,6 +36,7 @@ from text2lora.checkpoints import HypernetworkLike, load_hypernetwork
 from text2lora.configuration_t2l import T2LConfig
 from text2lora.loading import load_generated_adapter
 from text2lora.modeling_t2l import T2LModel
+from text2lora.nearest_tasks import adapter_far_warning
 from text2lora.packaged import default_hypernetwork_name
 from text2lora.pipeline import AdapterRequest, LazyHypernetwork, Mix, get_or_generate
 
@@ -356,6 +357,12 @@ class Text2LoraSpace:
         ]
         if all(v == 0 for v in update):
             lines.append("- ΔW = 0 everywhere: this is the LoRA initialisation, so the adapted model equals the base.")
+        if adapter.nearest_tasks:  # hypernetworks with task centroids (the shipped default) record them
+            nearest = ", ".join(f"`{name}` {similarity:.2f}" for name, similarity in adapter.nearest_tasks)
+            lines.append(f"- nearest training tasks (cosine similarity): {nearest}")
+            warning = adapter_far_warning(adapter)
+            if warning:
+                lines.append(f"\n**⚠ {warning}**")
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ answers

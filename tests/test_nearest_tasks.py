@@ -133,3 +133,157 @@ def test_an_unrelated_text_is_far_from_every_training_task(shipped):
     near = nearest_training_tasks(shipped, "Evaluate an integer arithmetic expression.", k=1)
     assert not centroids.is_far(near[0].similarity) and far_warning(near, centroids) is None
     assert json.dumps([tuple(n) for n in near])  # plain (name, similarity) pairs for the CLI / Space
+
+
+# ------------------------------------------------------------------------ adapters carry their nearest tasks
+
+TINY_TASKS = {
+    "spell_backward": ["Spell the word backward.", "Reverse the letters of a word."],
+    "add_numbers": ["Add the two numbers and answer with the sum.", "Compute the sum of two integers."],
+    "weather": ["Answer questions about the weather in one short sentence."],
+}
+
+
+@pytest.fixture
+def tiny_folder_with_centroids(tmp_path, tiny_t2l_nonzero):
+    """A saved tiny hypernetwork with task centroids of TINY_TASKS computed with its own encoder."""
+    from text2lora.nearest_tasks import compute_task_centroids
+
+    folder = tmp_path / "t2l"
+    tiny_t2l_nonzero.save_pretrained(folder)
+    centroids = compute_task_centroids(TINY_TASKS, tiny_t2l_nonzero.description_encoder)
+    centroids.save(folder)
+    return folder, centroids
+
+
+def test_adapters_record_nearest_tasks_through_the_cache_and_save_pretrained(tmp_path, tiny_folder_with_centroids):
+    from text2lora.adapters import read_adapter_metadata, read_generated_lora
+    from text2lora.pipeline import LazyHypernetwork, Mix, get_or_generate
+
+    folder, centroids = tiny_folder_with_centroids
+    mix = Mix(["Spell the word backward.", "Compute the sum of two integers."], [0.7, 0.3])
+    requests = ["Reverse the letters of a word.", mix]
+    source = LazyHypernetwork(str(folder))
+    made = get_or_generate(requests, source, cache=tmp_path / "cache")
+    model = source.model
+    assert source.generated == 2 and model.task_centroids is not None
+    # a description: its own embedding's nearest centroids; the mix: the mixed embedding's (not re-encoded per part)
+    expected_one = centroids.nearest(model.encode_descriptions("Reverse the letters of a word."))[0]
+    embeddings = model.encode_descriptions(list(mix.descriptions))
+    expected_mix = centroids.nearest(0.7 * embeddings[0] + 0.3 * embeddings[1])[0]
+    assert made[0].nearest_tasks == [tuple(n) for n in expected_one] and made[0].nearest_tasks[0][0] == "spell_backward"
+    assert made[1].nearest_tasks == [tuple(n) for n in expected_mix]
+    assert len(made[0].nearest_tasks) == 3 and made[0].far_threshold == centroids.threshold
+
+    again = LazyHypernetwork(str(folder))
+    cached = get_or_generate(requests, again, cache=tmp_path / "cache")
+    assert again.generated == 0 and not again.loaded  # read from the cache, no model built
+    for a, b in zip(made, cached):
+        assert b.nearest_tasks == a.nearest_tasks and b.far_threshold == a.far_threshold
+        assert b.far_from_training_tasks == a.far_from_training_tasks
+
+    made[1].save_pretrained(tmp_path / "adapter")
+    meta = read_adapter_metadata(tmp_path / "adapter")
+    assert meta["nearest_tasks"] == [list(n) for n in made[1].nearest_tasks] and "far_from_training_tasks" in meta
+    back = read_generated_lora(tmp_path / "adapter")
+    assert back.nearest_tasks == made[1].nearest_tasks and back.far_threshold == made[1].far_threshold
+    assert back.to("bfloat16").nearest_tasks == made[1].nearest_tasks
+
+
+def test_far_from_training_follows_the_threshold(tiny_t2l_nonzero):
+    from text2lora.nearest_tasks import adapter_far_warning, format_nearest
+
+    centroids = centroids_from_embeddings(["a", "b"], torch.eye(2, 32)[:2] * 3, [0, 1, 2])
+    centroids.threshold = 0.5
+    tiny_t2l_nonzero.task_centroids = centroids
+    near = tiny_t2l_nonzero.generate_lora(torch.eye(32)[0] + 0.1 * torch.eye(32)[1])
+    far = tiny_t2l_nonzero.generate_lora(torch.eye(32)[5])
+    assert near.nearest_tasks[0][0] == "a" and not near.far_from_training_tasks and adapter_far_warning(near) is None
+    assert far.far_from_training_tasks and "its adapter will be close to the generic one" in adapter_far_warning(far)
+    assert format_nearest([("a", 0.834), ("b", 0.5)]) == "a 0.83, b 0.50"
+
+
+def test_older_checkpoints_make_adapters_without_nearest_tasks(tmp_path, tiny_t2l):
+    from text2lora.adapters import read_adapter_metadata
+
+    tiny_t2l.save_pretrained(tmp_path / "old")
+    adapter = T2LModel.from_pretrained(tmp_path / "old").generate_lora("Sort the words.")
+    assert adapter.nearest_tasks == [] and adapter.far_threshold is None and not adapter.far_from_training_tasks
+    adapter.save_pretrained(tmp_path / "adapter")
+    assert "nearest_tasks" not in read_adapter_metadata(tmp_path / "adapter")
+    assert T2LModel(tiny_t2l.config).generate_lora("Sort the words.").nearest_tasks == []  # unsaved: none either
+
+
+# ------------------------------------------------------------------------------------ t2l generate --from-examples
+
+
+def _examples(path: Path) -> Path:
+    rows = [{"input": f"Spell this word backward: {w}", "output": w[::-1]} for w in ("sun", "apple", "river", "stone")]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_generate_from_examples_mixes_or_picks_and_records_the_candidates(tmp_path, capsys, tiny_folder_with_centroids):
+    from text2lora.adapters import read_adapter_metadata
+    from text2lora.cli import main
+    from text2lora.nearest_tasks import pick_nearest_candidate
+
+    folder, _ = tiny_folder_with_centroids
+    examples = _examples(tmp_path / "examples.jsonl")
+    common = ["generate", "--from-examples", str(examples), "--t2l", str(folder), "--candidates", "2",
+              "--examples-per-candidate", "2", "--no-cache"]  # fmt: skip
+    assert main([*common, "--out", str(tmp_path / "mixed")]) == 0
+    printed = capsys.readouterr().out
+    meta = read_adapter_metadata(tmp_path / "mixed")
+    made = meta["from_examples"]
+    assert made["mode"] == "mix" and len(made["candidates"]) == 2 and made["examples"] == str(examples)
+    assert meta["description"] == made["candidates"] and meta["mix_weights"] == [0.5, 0.5]
+    assert "mixing the 2 candidates" in printed and "nearest training tasks: " in printed
+    assert [list(n) for n in meta["nearest_tasks"]] == meta["nearest_tasks"] and len(meta["nearest_tasks"]) == 3
+
+    assert main([*common, "--pick", "--out", str(tmp_path / "picked")]) == 0
+    picked = read_adapter_metadata(tmp_path / "picked")
+    assert picked["from_examples"]["candidates"] == made["candidates"]  # same examples and seed: same candidates
+    index = pick_nearest_candidate(T2LModel.from_pretrained(folder), made["candidates"])
+    assert picked["from_examples"]["picked"] == index and picked["description"] == made["candidates"][index]
+    assert f"picked candidate {index} (nearest to the training tasks)" in capsys.readouterr().out
+
+
+def test_generate_from_examples_bad_combinations_are_one_line(tmp_path, capsys):
+    from text2lora.cli import main
+
+    examples = _examples(tmp_path / "examples.jsonl")
+    assert main(["generate", "Sort words.", "--from-examples", str(examples), "--out", str(tmp_path / "a")]) == 1
+    assert "give no descriptions, --file or --weights with it" in capsys.readouterr().err
+    assert main(["generate", "Sort words.", "--pick", "--out", str(tmp_path / "a")]) == 1
+    assert "give --from-examples FILE" in capsys.readouterr().err
+    assert main(["generate", "--from-examples", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "a")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "missing.jsonl" in err
+
+
+# ------------------------------------------------------------------------------ the shipped default, end to end
+
+
+@pytest.mark.integration
+def test_the_shipped_default_reports_nearest_tasks_in_the_api_and_the_cli(tmp_path, capsys):
+    from text2lora.cli import main
+    from text2lora.pipeline import get_or_generate
+
+    training = "Count the prime numbers in a range."  # one of reasoning_gym.count_primes's training descriptions
+    nonsense = "zq9 vlorp xx7 brindle kettle quasar mauve"
+    near, far = get_or_generate([training, nonsense], cache=tmp_path / "cache")
+    assert near.nearest_tasks[0][0] == "reasoning_gym.count_primes" and near.nearest_tasks[0][1] > 0.9
+    assert not near.far_from_training_tasks
+    threshold = load_task_centroids().threshold
+    assert far.far_from_training_tasks and far.nearest_tasks[0][1] < threshold < 0.5  # 0.26 < 0.40
+
+    args = ["generate", training, nonsense, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = lines.index(next(line for line in lines if line.startswith("wrote ") and "prime" in line))
+    assert lines[first + 1].startswith("  nearest training tasks: reasoning_gym.count_primes 0.9")
+    assert not lines[first + 2].startswith("  warning")
+    warning = [line for line in lines if line.startswith("  warning: ")]
+    assert len(warning) == 1 and "its adapter will be close to the generic one" in warning[0]
+    assert "read 2 adapter(s) from the adapter cache" in lines[-1]  # the cache kept the nearest tasks

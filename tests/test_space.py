@@ -304,6 +304,46 @@ def test_space_in_a_real_browser(app, nonzero_t2l, browser, tiny_base_dir, tiny_
         demo.close()
 
 
+def test_space_shows_nearest_training_tasks_and_the_far_warning_in_a_real_browser(app, nonzero_t2l, browser, tmp_path):
+    """Beside the adapter: its nearest training tasks with their similarities, and a warning when the description
+    is far from every training task (tiny hypernetwork with centroids of two tasks' descriptions)."""
+    from playwright.sync_api import expect
+
+    from text2lora.nearest_tasks import centroids_from_embeddings
+
+    t2l = T2LModel(nonzero_t2l.config).eval()
+    t2l.load_state_dict(nonzero_t2l.state_dict())
+    far_text = "Reply only with words that rhyme with cat."
+    centroids = centroids_from_embeddings(
+        ["weather_questions", "french_translation"],
+        t2l.encode_descriptions([DESCRIPTION, "Translate English sentences into French."]),
+        [0, 1, 2],
+    )
+    top_far = float(centroids.similarities(t2l.encode_descriptions(far_text)).max())
+    assert top_far < 0.999
+    centroids.threshold = (top_far + 1.0) / 2  # between the far text's best similarity and an exact match's 1.0
+    t2l.task_centroids = centroids
+    demo = app.build_demo(t2l, max_new_tokens=8, adapter_cache=tmp_path / "adapters")
+    url = launch(demo)
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 1400})
+        page.goto(url, wait_until="domcontentloaded")
+        summary = page.locator("#adapter-summary")
+        page.locator("#description textarea").fill(DESCRIPTION)
+        page.locator("#generate").click()
+        expect(summary).to_contain_text("nearest training tasks", timeout=60_000)
+        expect(summary).to_contain_text("weather_questions 1.00")
+        expect(summary).to_contain_text("french_translation")
+        expect(summary).not_to_contain_text("far from every training task")
+        page.locator("#description textarea").fill(far_text)
+        page.locator("#generate").click()
+        expect(summary).to_contain_text("far from every training task", timeout=60_000)
+        expect(summary).to_contain_text("its adapter will be close to the generic one")
+        page.screenshot(path=str(artifact_path(tmp_path, "space-nearest-tasks.png")), full_page=True)
+    finally:
+        demo.close()
+
+
 @pytest.mark.integration
 def test_space_default_smollm2_in_a_real_browser(app, browser, tmp_path, monkeypatch):
     """One command, no arguments: the embedded default (SmolLM2 + the shipped or an untrained hypernetwork)."""

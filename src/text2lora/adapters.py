@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,12 @@ class GeneratedLora:
 
     `state_dict` uses PEFT's saved key names (`base_model.model.<path>.lora_A.weight`), A `[r, in]` and
     B `[out, r]`, so `peft.set_peft_model_state_dict` and `save_pretrained` consumers accept it directly.
+
+    `nearest_tasks` are the hypernetwork's training tasks nearest to the task embedding the adapter was made from
+    (the mixed one for a mix), `(task name, cosine similarity)` most similar first, and `far_threshold` the
+    similarity below which that embedding is far from every training task; both come from the hypernetwork's
+    task centroids (`text2lora.nearest_tasks`) and are empty / `None` for one that has none (older checkpoints).
+    They are saved in `t2l_adapter.json` and read back with the adapter (from a folder or the adapter cache).
     """
 
     config: LoraConfig
@@ -93,6 +99,17 @@ class GeneratedLora:
     hypernetwork: str | None = None
     mix_weights: list[float] | None = None
     extra_metadata: dict[str, Any] = field(default_factory=dict)
+    nearest_tasks: list[tuple[str, float]] = field(default_factory=list)
+    far_threshold: float | None = None
+
+    @property
+    def far_from_training_tasks(self) -> bool:
+        """Whether the description (or mix) was far from every training task of the hypernetwork: its nearest
+        task's cosine similarity is below `far_threshold` (see `text2lora.nearest_tasks`); then the adapter is
+        close to the generic one. False when the hypernetwork has no task centroids."""
+        if not self.nearest_tasks or self.far_threshold is None:
+            return False
+        return self.nearest_tasks[0][1] < self.far_threshold
 
     @property
     def scaling(self) -> float:
@@ -116,7 +133,9 @@ class GeneratedLora:
         """A copy with every tensor cast to `dtype` (bf16/fp16 halve the size)."""
         dtype = as_dtype(dtype)
         state = {k: v.to(dtype) for k, v in self.state_dict.items()}
-        return GeneratedLora(self.config, state, self.description, self.hypernetwork, self.mix_weights, dict(self.extra_metadata))
+        return replace(
+            self, state_dict=state, extra_metadata=dict(self.extra_metadata), nearest_tasks=list(self.nearest_tasks)
+        )
 
     def metadata(self) -> dict[str, Any]:
         meta = {
@@ -126,6 +145,10 @@ class GeneratedLora:
         }
         if self.mix_weights is not None:
             meta["mix_weights"] = self.mix_weights
+        if self.nearest_tasks:
+            meta["nearest_tasks"] = [[name, similarity] for name, similarity in self.nearest_tasks]
+            meta["far_threshold"] = self.far_threshold
+            meta["far_from_training_tasks"] = self.far_from_training_tasks
         meta.update(self.extra_metadata)
         return meta
 
@@ -217,13 +240,22 @@ def read_generated_lora(folder: str | os.PathLike, hypernetwork: str | None = No
     config = LoraConfig.from_pretrained(str(folder))
     state = load_file(str(folder / "adapter_model.safetensors"))
     meta = read_adapter_metadata(folder)
+    threshold = meta.get("far_threshold")
     return GeneratedLora(
         config=config,
         state_dict=state,
         description=meta.get("description"),
         hypernetwork=hypernetwork or meta.get("hypernetwork"),
         mix_weights=meta.get("mix_weights"),
+        extra_metadata={k: v for k, v in meta.items() if k not in _DERIVED_METADATA},
+        nearest_tasks=[(str(name), float(sim)) for name, sim in meta.get("nearest_tasks") or []],
+        far_threshold=float(threshold) if threshold is not None else None,
     )
+
+
+# Written by `GeneratedLora.metadata` from the adapter's own fields (or recomputed on saving): not extra metadata.
+_DERIVED_METADATA = ("description", "hypernetwork", "text2lora_version", "mix_weights", "nearest_tasks",
+                     "far_threshold", "far_from_training_tasks")  # fmt: skip
 
 
 def read_adapter_metadata(adapter_dir: str | os.PathLike) -> dict[str, Any]:

@@ -8,6 +8,7 @@ the shared trunk in one batched pass and one matmul per module type produces the
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Sequence
@@ -26,6 +27,8 @@ from .adapters import GeneratedLora, factors_to_state_dict, lora_config_from_t2l
 from .configuration_t2l import T2LConfig
 from .encoder import DescriptionEncoder
 from .inputs import check_generation_inputs
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -239,6 +242,8 @@ class T2LModel(T2LPreTrainedModel):
         self.output_mean = self._factor_buffers("mean") if config.output_zscore else None
         self.output_std = self._factor_buffers("std") if config.output_zscore else None
         self._description_encoder: DescriptionEncoder | None = None
+        self._task_centroids: Any = None
+        self._task_centroids_read = False
         self.post_init()
 
     def _factor_buffers(self, role: str) -> nn.ModuleDict:
@@ -398,6 +403,30 @@ class T2LModel(T2LPreTrainedModel):
     def description_encoder(self, encoder: DescriptionEncoder) -> None:
         self._description_encoder = encoder
 
+    @property
+    def task_centroids(self):
+        """The training tasks' description centroids stored with this checkpoint (`text2lora.nearest_tasks.
+        TaskCentroids`), read on first use; `None` for a checkpoint without them (older ones, an untrained model) or
+        without the text2lora package (remote code). Settable. Every adapter records its nearest tasks from them."""
+        if not self._task_centroids_read:
+            self._task_centroids_read = True
+            try:
+                from text2lora.nearest_tasks import load_task_centroids
+            except ImportError:  # remote code without the package: adapters carry no nearest tasks
+                return None
+            try:
+                centroids = load_task_centroids(self) if self.name_or_path else None
+            except OSError as err:  # a corrupt centroid file costs the nearest tasks, not the adapters
+                logger.warning("%s; adapters will not record their nearest training tasks.", err)
+                centroids = None
+            if centroids is not None and centroids.embedding_size == self.config.task_embedding_size:
+                self._task_centroids = centroids
+        return self._task_centroids
+
+    @task_centroids.setter
+    def task_centroids(self, centroids) -> None:
+        self._task_centroids, self._task_centroids_read = centroids, True
+
     def encode_descriptions(self, descriptions: str | Sequence[str] | torch.Tensor) -> torch.Tensor:
         """Descriptions (or precomputed embeddings, passed through) -> `[B, E]` on the model's device."""
         if isinstance(descriptions, torch.Tensor):
@@ -461,6 +490,7 @@ class T2LModel(T2LPreTrainedModel):
         """Adapters for the rows of `embeddings` (`labels[i]` names row i in errors and in the adapter)."""
         was_training = self.training
         self.eval()
+        centroids = self.task_centroids
         try:
             adapters = []
             starts = range(0, embeddings.shape[0], batch_size)
@@ -471,6 +501,8 @@ class T2LModel(T2LPreTrainedModel):
             for start in starts:
                 out = self(embeddings[start : start + batch_size])
                 finite = self._finite_per_description(out)
+                # The training tasks nearest to each row's task embedding (the mixed one for a mix): one matmul.
+                nearest = centroids.nearest(embeddings[start : start + batch_size]) if centroids is not None else None
                 for offset in range(out.lora_A[self.config.target_modules[0]].shape[0]):
                     label = labels[start + offset]
                     if not finite[offset]:
@@ -479,7 +511,11 @@ class T2LModel(T2LPreTrainedModel):
                             f"The generated adapter for {what} has non-finite values (NaN or inf). The hypernetwork's "
                             "weights are probably corrupt or diverged in training; use another checkpoint."
                         )
-                    adapters.append(self._to_adapter(out, offset, label, weights))
+                    adapter = self._to_adapter(out, offset, label, weights)
+                    if nearest is not None:
+                        adapter.nearest_tasks = [tuple(n) for n in nearest[offset]]
+                        adapter.far_threshold = centroids.threshold
+                    adapters.append(adapter)
         finally:
             self.train(was_training)
         return adapters

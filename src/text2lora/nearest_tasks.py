@@ -24,6 +24,11 @@ embedding width]` (float32, unit rows) and string metadata: `task_names` (JSON l
 (JSON list), `threshold`, `threshold_rule`, `encoder` (the encoder settings they were computed with) and
 `format_version`. `t2l train sft` writes it into every checkpoint and its final output; a checkpoint without it
 simply has no nearest tasks (`load_task_centroids` returns `None`).
+
+**On every adapter.** `T2LModel.task_centroids` reads the file once per model; `generate_lora` / `mix_lora` give
+each adapter its `DEFAULT_K` nearest tasks and the threshold (`GeneratedLora.nearest_tasks`, `.far_threshold`,
+`.far_from_training_tasks`) from the task embedding they already computed (a mix: the mixed embedding), so nothing
+is encoded twice. They are saved in `t2l_adapter.json` and so kept by the adapter cache.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ import torch
 TASK_CENTROIDS_FILE = "task_centroids.safetensors"
 FORMAT_VERSION = "1"
 FAR_QUANTILE = 0.05
+DEFAULT_K = 3  # nearest tasks each generated adapter records (`GeneratedLora.nearest_tasks`)
 THRESHOLD_RULE = (
     "5th percentile, over all training descriptions, of the cosine similarity to the nearest centroid of the other "
     "training tasks (leave-one-task-out)"
@@ -100,17 +106,19 @@ class TaskCentroids:
         units = torch.nn.functional.normalize(embeddings, dim=-1)
         return units @ self.centroids.T
 
-    def nearest(self, embeddings: torch.Tensor, k: int = 3) -> list[list[NearestTask]]:
-        """The `k` nearest training tasks of each task embedding, most similar first (ties: task order)."""
+    def nearest(self, embeddings: torch.Tensor, k: int = DEFAULT_K) -> list[list[NearestTask]]:
+        """The `k` nearest training tasks of each task embedding, most similar first (ties: task order);
+        similarities rounded to 4 decimals."""
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
             raise ValueError(f"k must be a whole number of 1 or more, got {k!r}.")
         sims = self.similarities(embeddings)
         k = min(k, sims.shape[1])
-        out = []
-        for row in sims:
-            order = sorted(range(row.shape[0]), key=lambda i: (-float(row[i]), i))[:k]
-            out.append([NearestTask(self.names[i], round(float(row[i]), 4)) for i in order])
-        return out
+        # One stable sort for the whole batch (equal similarities keep task order), not a Python sort per row.
+        values, order = torch.sort(sims, dim=1, descending=True, stable=True)
+        return [
+            [NearestTask(self.names[i], round(v, 4)) for i, v in zip(row_order, row_values)]
+            for row_order, row_values in zip(order[:, :k].tolist(), values[:, :k].tolist())
+        ]
 
     def is_far(self, similarity: float) -> bool:
         """Whether a nearest-task similarity is below the threshold (False when there is no threshold)."""
@@ -307,11 +315,13 @@ def nearest_training_tasks(
 ) -> list[NearestTask] | list[list[NearestTask]] | None:
     """The `k` training tasks nearest to descriptions (or task embeddings) in `t2l`'s task-embedding space.
 
-    `t2l` is a `T2LModel`; its stored centroids are used unless `centroids` is given. One description (a string or
-    a 1-d embedding) gives a list of `NearestTask(name, similarity)`, most similar first; several give one list
-    each. Returns `None` when the hypernetwork has no task centroids (older checkpoints).
+    `t2l` is a `T2LModel`; its stored centroids (`T2LModel.task_centroids`) are used unless `centroids` is given.
+    One description (a string or a 1-d embedding) gives a list of `NearestTask(name, similarity)`, most similar
+    first; several give one list each. Returns `None` when the hypernetwork has no task centroids (older
+    checkpoints).
     """
-    centroids = centroids if centroids is not None else load_task_centroids(t2l)
+    if centroids is None:
+        centroids = t2l.task_centroids if hasattr(t2l, "task_centroids") else load_task_centroids(t2l)
     if centroids is None:
         return None
     single = isinstance(descriptions, str) or (isinstance(descriptions, torch.Tensor) and descriptions.dim() == 1)
@@ -328,20 +338,42 @@ def far_from_training(nearest: Sequence[NearestTask], centroids: TaskCentroids) 
     return bool(nearest) and centroids.is_far(nearest[0].similarity)
 
 
-def far_warning(nearest: Sequence[NearestTask], centroids: TaskCentroids) -> str | None:
-    """The one-line warning for a description far from every training task, or `None`."""
-    if not far_from_training(nearest, centroids):
+def far_warning(nearest: Sequence[tuple[str, float]], centroids: TaskCentroids | float | None) -> str | None:
+    """The one-line warning for a description far from every training task, or `None`. `centroids`: the task
+    centroids, or just their threshold (`GeneratedLora.far_threshold`)."""
+    threshold = centroids.threshold if isinstance(centroids, TaskCentroids) else centroids
+    if not nearest or threshold is None or nearest[0][1] >= threshold:
         return None
-    top = nearest[0]
+    name, similarity = nearest[0]
     return (
-        f"This description is far from every training task (nearest: {top.name}, cosine {top.similarity:.2f}, below "
-        f"{centroids.threshold:.2f}, the 5th percentile for held-out-like descriptions), so its adapter will be "
-        "close to the generic one; describe the task the way the training tasks are described (what to do, what "
-        "to answer with)."
+        f"This description is far from every training task (nearest: {name}, cosine {similarity:.2f}, below "
+        f"{threshold:.2f}, the 5th percentile for held-out-like descriptions), so its adapter will be close to the "
+        "generic one; describe the task the way the training tasks are described (what to do, what to answer with)."
     )
 
 
+def format_nearest(nearest: Sequence[tuple[str, float]]) -> str:
+    """`task_a 0.83, task_b 0.79, task_c 0.71`: what `t2l generate` prints after "nearest training tasks: "."""
+    return ", ".join(f"{name} {similarity:.2f}" for name, similarity in nearest)
+
+
+def adapter_far_warning(adapter: Any) -> str | None:
+    """`far_warning` for a `GeneratedLora` (from the nearest tasks and threshold it records)."""
+    return far_warning(adapter.nearest_tasks, adapter.far_threshold)
+
+
+def pick_nearest_candidate(t2l: Any, candidates: Sequence[str], centroids: TaskCentroids | None = None) -> int | None:
+    """The index of the candidate description nearest to the training tasks (highest cosine similarity to its
+    nearest training-task centroid; ties: the first), or `None` when the hypernetwork has no task centroids."""
+    found = nearest_training_tasks(t2l, list(candidates), k=1, centroids=centroids)
+    if found is None:
+        return None
+    best = [row[0].similarity for row in found]
+    return best.index(max(best))
+
+
 __all__ = [
+    "DEFAULT_K",
     "FAR_QUANTILE",
     "TASK_CENTROIDS_FILE",
     "NearestTask",
@@ -349,8 +381,11 @@ __all__ = [
     "centroids_from_embeddings",
     "checkpoint_folder",
     "compute_task_centroids",
+    "adapter_far_warning",
     "far_from_training",
     "far_warning",
+    "format_nearest",
     "load_task_centroids",
     "nearest_training_tasks",
+    "pick_nearest_candidate",
 ]

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: adapters record their nearest training tasks (entries of format 1 lack them)
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     gen = subparsers.add_parser(
         "generate",
         help="generate PEFT LoRA adapter(s) from task description(s)",
-        description="Generate one PEFT LoRA adapter folder per description (or one mixed adapter with --weights).",
+        description="Generate one PEFT LoRA adapter folder per description (or one mixed adapter with --weights, or "
+        "one from examples of the task with --from-examples). Each adapter's nearest training tasks are printed "
+        "(hypernetworks with task centroids, such as the shipped one), with a warning when the description is far "
+        "from every training task.",
     )
     gen.add_argument("descriptions", nargs="*", help="task description(s), in plain language")
     gen.add_argument("--file", type=Path, help="a text file with one description per line (blank lines skipped)")
+    ex = gen.add_argument_group(
+        "from examples (instead of descriptions)",
+        "`t2l describe` writes N candidate descriptions from the examples, then one adapter is made from them. "
+        "Default: the N candidates' task embeddings are mixed with equal weights (their centroid, as a training "
+        "task's centroid averages its descriptions): a small writer's candidates vary, and the mix does not hang on "
+        "any one of them. --pick instead uses the one candidate nearest to the training tasks (highest cosine "
+        "similarity to its nearest training task; the first candidate if the hypernetwork has no task centroids): "
+        "closer to what the hypernetwork was trained on, but it can favour a candidate that resembles the wrong "
+        "task. Which gives better adapters is not measured yet.",
+    )
+    ex.add_argument(
+        "--from-examples", metavar="FILE", default=None,
+        help="examples of the task: a JSONL/JSON/CSV/TSV file, a save_to_disk folder or a datasets name, with input "
+        "and output columns (as for `t2l describe --examples`)",
+    )  # fmt: skip
+    ex.add_argument(
+        "--pick", action="store_true", help="use the candidate nearest to the training tasks instead of mixing all"
+    )
+    ex.add_argument("--candidates", metavar="N", type=positive_int, default=3, help="candidate descriptions to write (default 3)")
+    ex.add_argument(
+        "--examples-per-candidate", metavar="K", type=positive_int, default=5, help="examples each candidate reads (default 5)"
+    )
+    ex.add_argument("--writer", metavar="MODEL", default=None, help="chat model that writes them (default: the hypernetwork's base model)")
+    ex.add_argument("--seed", type=int, default=0, help="fixes the examples read and the words sampled (default 0)")
     gen.add_argument("--t2l", default=None, help="hypernetwork: local folder or Hub name (default: the shipped one)")
     gen.add_argument("--out", type=Path, required=True, help="output folder (one adapter) or parent folder (several)")
     gen.add_argument("--weights", type=finite_float, nargs="+", help="mix the descriptions with these weights into one adapter")
@@ -78,6 +105,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_descriptions(args: argparse.Namespace) -> list[str]:
+    if args.from_examples is not None:
+        if args.descriptions or args.file is not None or args.weights is not None:
+            raise ValueError(
+                "--from-examples writes the descriptions itself; give no descriptions, --file or --weights with it."
+            )
+        return []
+    if args.pick:
+        raise ValueError("--pick chooses among the descriptions --from-examples writes; give --from-examples FILE.")
     descriptions = list(args.descriptions)
     if args.file is not None:
         if not args.file.is_file():
@@ -104,7 +139,7 @@ def _output_folders(args: argparse.Namespace, descriptions: list[str]) -> list[P
     from text2lora.adapters import adapter_folder_problem
     from text2lora.io_utils import refuse_unless_replaceable
 
-    if args.weights is not None or len(descriptions) == 1:
+    if args.weights is not None or len(descriptions) <= 1:  # none: --from-examples makes one adapter
         outputs = [args.out]
     else:
         if args.out.exists() and not args.out.is_dir():
@@ -118,6 +153,45 @@ def _output_folders(args: argparse.Namespace, descriptions: list[str]) -> list[P
     return outputs
 
 
+def _requests_from_examples(args: argparse.Namespace, t2l) -> tuple[list, dict]:
+    """`describe` the examples, then one request: the candidates mixed with equal weights, or (`--pick`) the
+    candidate nearest to the training tasks. Returns the request and what the adapter records about it."""
+    from text2lora.describe import default_writer_model, describe, load_examples
+    from text2lora.nearest_tasks import pick_nearest_candidate
+    from text2lora.pipeline import Mix
+
+    examples = load_examples(args.from_examples)
+    writer = args.writer or default_writer_model(t2l.model if t2l.loaded else t2l.name)
+    k = args.examples_per_candidate
+    candidates = describe(examples, writer, n=args.candidates, k=k, seed=args.seed, show_progress_bar=False)
+    for i, text in enumerate(candidates):
+        print(f"candidate {i}: {text}")
+    record = {"examples": str(args.from_examples), "writer": writer, "candidates": candidates, "k": k,
+              "seed": args.seed}  # fmt: skip
+    if args.pick:
+        chosen = pick_nearest_candidate(t2l.load(), candidates)
+        rule = "nearest to the training tasks"
+        if chosen is None:
+            chosen, rule = 0, "the first (this hypernetwork has no task centroids)"
+        print(f"picked candidate {chosen} ({rule})")
+        return [candidates[chosen]], {**record, "mode": "pick", "picked": chosen}
+    if len(candidates) == 1:
+        return candidates, {**record, "mode": "mix"}
+    print(f"mixing the {len(candidates)} candidates with equal weights")
+    return [Mix(candidates, [1.0 / len(candidates)] * len(candidates))], {**record, "mode": "mix"}
+
+
+def _print_nearest(adapter) -> None:
+    """The adapter's nearest training tasks, and a one-line warning when it is far from all of them."""
+    from text2lora.nearest_tasks import adapter_far_warning, format_nearest
+
+    if adapter.nearest_tasks:
+        print(f"  nearest training tasks: {format_nearest(adapter.nearest_tasks)}")
+        warning = adapter_far_warning(adapter)
+        if warning:
+            print(f"  warning: {warning}")
+
+
 def run_generate(args: argparse.Namespace) -> int:
     from text2lora.pipeline import LazyHypernetwork, Mix, get_or_generate
 
@@ -128,18 +202,25 @@ def run_generate(args: argparse.Namespace) -> int:
         check_prompt(args.prompt)
     cache = False if args.no_cache else (args.cache_dir if args.cache_dir is not None else True)
     outputs = _output_folders(args, descriptions)  # checked before any work, so a refusal costs nothing
-    requests = [Mix(descriptions, args.weights)] if args.weights is not None else descriptions
     # Loaded only if an adapter is missing from the cache: a saved folder is identified from its files.
     t2l = LazyHypernetwork(args.t2l, trust_remote_code=args.trust_remote_code)
+    provenance: dict = {}
+    if args.from_examples is not None:
+        requests, made_from = _requests_from_examples(args, t2l)
+        provenance = {"from_examples": made_from}
+    else:
+        requests = [Mix(descriptions, args.weights)] if args.weights is not None else descriptions
     start = time.perf_counter()
     adapters = get_or_generate(
         requests, t2l, cache=cache, dtype=args.dtype, batch_size=args.batch_size, show_progress_bar=len(requests) > 64
     )
     elapsed = time.perf_counter() - start
     for adapter, out in zip(adapters, outputs):
+        adapter.extra_metadata.update(provenance)  # this call's own object: the cache entry is not changed
         # Checked again by save_pretrained: only an adapter folder text2lora wrote is ever replaced.
         adapter.save_pretrained(out, dtype=args.dtype, overwrite=args.overwrite)
         print(f"wrote {out}  ({adapter.num_parameters:,} parameters)  <- {adapter.description!r}")
+        _print_nearest(adapter)
     name = t2l.name or "hypernetwork"
     if not t2l.generated:
         print(f"read {len(adapters)} adapter(s) from the adapter cache in {elapsed * 1000:.1f} ms ({name})")
