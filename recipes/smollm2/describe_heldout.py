@@ -15,7 +15,9 @@ greedy exact match of free generation on the non-multiple-choice tasks; acc_norm
 Differences are paired per example (each condition averaged over its 2 descriptions), pooled over seeds as the mean
 of task means, with 95% bootstrap CIs stratified by task. Correlation: per (seed, task, description) run of T2L
 (human and written descriptions), the description's cosine similarity to its nearest training-task centroid against
-the run's NLL gain over the base model and over random strings (Spearman, 95% CI by resampling tasks).
+the run's NLL gain over the base model and over random strings (Spearman, 95% CI by resampling tasks). `--pick`
+of `t2l generate --from-examples`, after the fact: the written candidate nearest to the training tasks against the
+average written candidate (`pick_vs_average`).
 
 Writes `docs/results/describe_heldout.{md,json,png}`; every evaluation run is cached under --out (rerun resumes).
 """
@@ -243,6 +245,27 @@ def similarity_points(runs: list[dict], values: dict) -> list[dict]:
     return points
 
 
+def pick_vs_average(points: list[dict]) -> dict:
+    """`t2l generate --from-examples --pick`, after the fact: per (seed, task), the written candidate nearest to the
+    training tasks (highest similarity; ties: the first) against the average of the task's written candidates (what
+    `t2l_written` reports), in NLL gain over the base model (positive: the pick is better). Free: it reuses the
+    per-description runs. The CLI's default, one adapter from the candidates' mixed embeddings, needs runs of its
+    own (the evaluation runner takes descriptions, not mixes) and is not compared here."""
+    groups = defaultdict(list)
+    for point in points:
+        if point["source"] == "t2l_written":
+            groups[(point["seed"], point["task"])].append(point)
+    diffs = []
+    for group in groups.values():
+        if len(group) >= 2:
+            picked = max(group, key=lambda p: p["similarity"])
+            diffs.append(picked["gain_vs_base"] - float(np.mean([p["gain_vs_base"] for p in group])))
+    if not diffs:
+        return {}
+    d = np.array(diffs)
+    return {"mean": float(d.mean()), "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "groups": len(d)}
+
+
 # ------------------------------------------------------------------------------------------------ report
 
 
@@ -267,6 +290,7 @@ def report(values: dict, runs: list[dict], written: dict, args, results: Path) -
                      "writer": args.writer or "HuggingFaceTB/SmolLM2-135M-Instruct (default)",
                      "threshold": load_task_centroids().threshold},  # fmt: skip
         "pooled": table, "paired": diffs, "per_task_nll": per_task, "correlation": corr, "points": points,
+        "pick_vs_average": pick_vs_average(points),
         "written": written,
     }  # fmt: skip
     results.mkdir(parents=True, exist_ok=True)
@@ -314,6 +338,12 @@ def markdown(data: dict) -> str:
             ci_text = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci[0] is not None else "n/a"
             lines.append(f"- {key.replace('_', ' ')}: Spearman {c['spearman']:+.2f} (95% CI over tasks {ci_text}), "
                          f"Pearson {c['pearson']:+.2f}, {c['points']} runs over {c['tasks']} tasks")  # fmt: skip
+    pick = data.get("pick_vs_average") or {}
+    if pick:
+        lines += ["", f"`--pick` after the fact (the written candidate nearest to the training tasks vs the average "
+                  f"written candidate, NLL gain over base): {pick['mean']:+.3f} nats/token on average; the pick is "
+                  f"better in {pick['better']} and worse in {pick['worse']} of {pick['groups']} (seed, task) groups. "
+                  "The default (mixing the candidates' embeddings) is not compared here."]  # fmt: skip
     lines += ["", "Written descriptions (first seed):", ""]
     first = data["written"].get(str(s["seeds"][0]), {})
     for task, entry in first.items():
