@@ -226,18 +226,11 @@ def compute_task_centroids(
 
 
 def default_hypernetwork() -> str:
-    """The shipped default hypernetwork's name."""
-    from . import checkpoints
+    """The shipped default hypernetwork's name (the registry in `packaged.py`: this module is imported by
+    `T2LModel.task_centroids`, so it imports nothing that imports the model back)."""
+    from . import packaged
 
-    module = checkpoints
-    try:
-        from . import packaged
-
-        if getattr(packaged, "DEFAULT_CHECKPOINT", None):
-            module = packaged
-    except ImportError:  # pragma: no cover
-        pass
-    name = getattr(module, "DEFAULT_CHECKPOINT", None)
+    name = packaged.DEFAULT_CHECKPOINT
     if not name:
         raise ValueError("No default hypernetwork ships with this version of text2lora; pass one explicitly.")
     return str(name)
@@ -249,11 +242,10 @@ def checkpoint_folder(name_or_path: str | os.PathLike) -> Path | None:
     name = str(name_or_path)
     if Path(name).expanduser().is_dir():
         return Path(name).expanduser()
-    from . import checkpoints, packaged
+    from . import packaged
 
-    packaged_names = {**getattr(checkpoints, "PACKAGED_CHECKPOINTS", {}), **getattr(packaged, "PACKAGED_CHECKPOINTS", {})}
-    if name in packaged_names:
-        return Path(__file__).parent / packaged_names[name]
+    if name in packaged.PACKAGED_CHECKPOINTS:
+        return Path(__file__).parent / packaged.PACKAGED_CHECKPOINTS[name]
     try:
         from huggingface_hub import try_to_load_from_cache
 
