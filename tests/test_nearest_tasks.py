@@ -287,3 +287,16 @@ def test_the_shipped_default_reports_nearest_tasks_in_the_api_and_the_cli(tmp_pa
     warning = [line for line in lines if line.startswith("  warning: ")]
     assert len(warning) == 1 and "its adapter will be close to the generic one" in warning[0]
     assert "read 2 adapter(s) from the adapter cache" in lines[-1]  # the cache kept the nearest tasks
+
+
+def test_a_resaved_hypernetwork_keeps_its_centroids(tmp_path, tiny_folder_with_centroids):
+    """save_pretrained writes the centroids it was loaded with, so a re-saved or pushed checkpoint keeps them."""
+    folder, centroids = tiny_folder_with_centroids
+    again = tmp_path / "again"
+    T2LModel.from_pretrained(folder).save_pretrained(again)
+    kept = load_task_centroids(again)
+    assert kept is not None and kept.names == centroids.names
+    assert torch.equal(kept.centroids, centroids.centroids) and kept.threshold == centroids.threshold
+    fresh = tmp_path / "fresh"
+    T2LModel(T2LModel.from_pretrained(folder).config).save_pretrained(fresh)  # a new network has no tasks yet
+    assert not (fresh / TASK_CENTROIDS_FILE).exists()

@@ -243,7 +243,7 @@ class T2LModel(T2LPreTrainedModel):
         self.output_std = self._factor_buffers("std") if config.output_zscore else None
         self._description_encoder: DescriptionEncoder | None = None
         self._task_centroids: Any = None
-        self._task_centroids_read = False
+        self._task_centroids_read = True  # a new network has no training tasks; from_pretrained reads its folder's
         self.post_init()
 
     def _factor_buffers(self, role: str) -> nn.ModuleDict:
@@ -563,14 +563,19 @@ class T2LModel(T2LPreTrainedModel):
 
     def save_pretrained(self, save_directory, *args: Any, **kwargs: Any):
         """`PreTrainedModel.save_pretrained`, plus a README.md model card (`text2lora.hub.save_with_card`:
-        extra keywords `eval_results`, `datasets`, `tags`, `license`, `model_card=False` to skip it)."""
+        extra keywords `eval_results`, `datasets`, `tags`, `license`, `model_card=False` to skip it) and, when the
+        hypernetwork has them, its training tasks' centroids (`task_centroids.safetensors`, for nearest tasks)."""
         try:
             from text2lora.hub import save_with_card
         except ImportError:  # remote code without the package: weights and config only
             for key in ("eval_results", "datasets", "tags", "license", "model_card", "card_repo_id"):
                 kwargs.pop(key, None)
             return super().save_pretrained(save_directory, *args, **kwargs)
-        return save_with_card(self, super().save_pretrained, save_directory, *args, **kwargs)
+        result = save_with_card(self, super().save_pretrained, save_directory, *args, **kwargs)
+        centroids = self.task_centroids  # the training tasks' centroids travel with the weights
+        if centroids is not None and kwargs.get("is_main_process", True):
+            centroids.save(save_directory)
+        return result
 
     def push_to_hub(self, repo_id: str, **kwargs: Any):
         """Upload weights, config, modelling code and our model card in one commit (transformers' own
@@ -610,6 +615,7 @@ class T2LModel(T2LPreTrainedModel):
                 f"The hypernetwork checkpoint at {pretrained_model_name_or_path!r} does not match its config: "
                 f"{problems}. It is partial or from another architecture; save it again with save_pretrained."
             )
+        model._task_centroids_read = False  # the checkpoint's task centroids, read on first use
         if location != str(pretrained_model_name_or_path):
             model.config._name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
         if "dtype" not in kwargs and "torch_dtype" not in kwargs and not _runs_fast_in(model.dtype, model.device):

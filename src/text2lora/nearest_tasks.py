@@ -33,6 +33,7 @@ is encoded twice. They are saved in `t2l_adapter.json` and so kept by the adapte
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -264,7 +265,7 @@ def load_task_centroids(hypernetwork: Any = None) -> TaskCentroids | None:
     or `None` when it has none (older checkpoints, or a Hub name not downloaded with the file).
 
     For a Hub name whose folder is not cached locally, `task_centroids.safetensors` is fetched with
-    `huggingface_hub` when downloads are allowed. Results are kept per file (path, size, mtime).
+    `huggingface_hub` when downloads are allowed. Parsed files are kept by the SHA-256 of their content.
     """
     if hypernetwork is None:
         hypernetwork = default_hypernetwork()
@@ -277,8 +278,7 @@ def load_task_centroids(hypernetwork: Any = None) -> TaskCentroids | None:
         path = _download(str(name)) if folder is None or not (folder / "config.json").is_file() else None
         if path is None:
             return None
-    stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = hashlib.sha256(path.read_bytes()).hexdigest()  # by content (~1 ms): a rewritten file is never stale
     with _LOCK:
         if key not in _LOADED:
             _LOADED[key] = TaskCentroids.load_file(path)
