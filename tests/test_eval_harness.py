@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from text2lora.evaluation.benchmarks import BENCHMARKS, load_task_configs
-from text2lora.evaluation.runner import EvalConfig, EvalRunner
+from text2lora.evaluation.eval_config import EvalConfig
+from text2lora.evaluation.runner import EvalRunner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA = FIXTURES / "benchmarks"

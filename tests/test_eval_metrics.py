@@ -24,8 +24,8 @@ from text2lora.evaluation.metrics import (
     normalize_answer,
     numbers_equal,
 )
-from text2lora.evaluation.report import paired_differences
-from text2lora.evaluation.runner import select_examples
+from text2lora.evaluation.paired import paired_differences
+from text2lora.evaluation.samples import select_examples
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 

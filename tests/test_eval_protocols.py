@@ -19,7 +19,8 @@ from text2lora.evaluation.metrics import (
     paper_choice,
     paper_choice_correct,
 )
-from text2lora.evaluation.runner import EvalConfig, EvalRunner
+from text2lora.evaluation.eval_config import EvalConfig
+from text2lora.evaluation.runner import EvalRunner
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA = FIXTURES / "benchmarks"

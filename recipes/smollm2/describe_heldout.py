@@ -60,7 +60,7 @@ def log(message: str) -> None:
 
 def evaluated_rows(task, limit: int | None, seed: int, generate: bool) -> set[int]:
     """Collection row ids any evaluation run of `task` scores (the runner's own seeded sample per part)."""
-    from text2lora.evaluation.runner import select_examples
+    from text2lora.evaluation.samples import select_examples
 
     parts = []
     if task.choice_rows:
@@ -131,7 +131,8 @@ def written_collection(collection: Path, written: dict, folder: Path) -> Path:
 
 
 def evaluate(args, collection: Path, conditions: list[str], out: Path, seed: int, objects: dict) -> None:
-    from text2lora.evaluation.runner import EvalConfig, EvalRunner
+    from text2lora.evaluation.eval_config import EvalConfig
+    from text2lora.evaluation.runner import EvalRunner
 
     config = EvalConfig(
         t2l=DEFAULT, benchmarks=[], conditions=conditions, collection=str(collection), collection_tasks=args.tasks,

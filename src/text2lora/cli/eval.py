@@ -99,7 +99,9 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    from text2lora.evaluation.runner import EvalConfig, EvalRunner
+    from text2lora.evaluation.eval_config import EvalConfig
+    from text2lora.evaluation.run_store import REPORT_FILE
+    from text2lora.evaluation.runner import EvalRunner
 
     benchmarks = None if args.benchmarks == "all" else ([] if args.benchmarks == "none" else _split(args.benchmarks))
     config = EvalConfig(
@@ -137,7 +139,7 @@ def run_eval(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     results = EvalRunner(config).run()
-    print((args.out / "results.md").read_text().split("\n## ")[0])
+    print((args.out / REPORT_FILE).read_text().split("\n## ")[0])
     print(f"wrote {args.out}/results.json, examples.jsonl, results.md, results.png in {results['wall_s']:.0f} s")
     return 0
 
@@ -145,7 +147,8 @@ def run_eval(args: argparse.Namespace) -> int:
 def run_combine(args: argparse.Namespace) -> int:
     import json
 
-    from text2lora.evaluation.report import combined_markdown, combined_paired_report, plot_results
+    from text2lora.evaluation.pooling import combined_paired_report
+    from text2lora.evaluation.report import combined_markdown, plot_results
     from text2lora.io_utils import atomic_file
 
     for run in args.runs:
@@ -167,7 +170,7 @@ def run_combine(args: argparse.Namespace) -> int:
 def run_protocols(args: argparse.Namespace) -> int:
     import json
 
-    from text2lora.evaluation.report import plot_protocols, protocols_markdown, protocols_report
+    from text2lora.evaluation.protocols import plot_protocols, protocols_markdown, protocols_report
     from text2lora.io_utils import atomic_file
 
     for run in [*args.loglik, *args.generative]:

@@ -28,9 +28,9 @@ _EXPORTS = {
     "bootstrap_ci": "metrics",
     "exact_match": "metrics",
     "extract_final_number": "metrics",
-    "combined_paired_report": "report",
-    "paired_differences": "report",
-    "EvalConfig": "runner",
+    "combined_paired_report": "pooling",
+    "paired_differences": "paired",
+    "EvalConfig": "eval_config",
     "EvalRunner": "runner",
     "run_evaluation": "runner",
 }

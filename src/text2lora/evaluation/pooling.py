@@ -1,0 +1,91 @@
+"""Several `t2l eval` runs (e.g. seeds) pooled into one table and one set of paired differences."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .conditions import CONDITIONS
+from .paired import paired_differences, per_example_values, requested_pairs
+from .results import RESULTS_FORMAT, condition_label, summarize
+from .run_store import EXAMPLES_FILE, RESULTS_FILE
+
+def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, Any], list[dict[str, Any]]]:
+    """Pool the per-example rows of several runs (e.g. seeds) so `paired_differences` can use them all.
+
+    Each run's examples are kept apart (ids prefixed with the run's position): an example that two seeds both
+    drew was evaluated twice, with different descriptions, and counts twice. Returns the examples, the tasks
+    and each run's settings.
+    """
+    examples: list[dict] = []
+    tasks: dict[str, Any] = {}
+    configs: list[dict[str, Any]] = []
+    for position, run_dir in enumerate(run_dirs):
+        run_dir = Path(run_dir)
+        results = json.loads((run_dir / RESULTS_FILE).read_text())
+        configs.append(results.get("config", {}))
+        for name, info in results["tasks"].items():
+            tasks.setdefault(name, info)
+        with open(run_dir / EXAMPLES_FILE, encoding="utf-8") as handle:
+            for line in handle:
+                row = json.loads(line)
+                row["example"] = f"run{position}:{row['example']}"
+                examples.append(row)
+    return examples, tasks, configs
+
+
+def pooled_means(examples: list[dict], tasks: dict[str, Any], condition_names: list[str]) -> dict[str, Any]:
+    """Per task and condition, the primary metric's mean over every pooled example (each example first averaged
+    over the condition's descriptions), in the shape of a results document's "tasks" entry.
+
+    For completion NLL this is the mean of per-example NLLs, which can differ from a single run's token-weighted
+    figure."""
+    extras = list(dict.fromkeys(m for info in tasks.values() for m in info.get("extra_metrics", [])))
+    values = {metric: per_example_values(examples, tasks, metric) for metric in [None, *extras]}
+    pooled: dict[str, Any] = {}
+    for name, info in tasks.items():
+        per_condition = {}
+        for condition in condition_names:
+            by_example = values[None].get((name, condition))
+            if by_example:
+                metrics = {info["primary_metric"]: {"mean": float(np.mean(list(by_example.values()))), "std": 0.0}}
+                for extra in info.get("extra_metrics", []):
+                    extra_values = values[extra].get((name, condition), {})
+                    metrics[extra] = {"mean": float(np.mean(list(extra_values.values()))) if extra_values else math.nan,
+                                      "std": 0.0}
+                per_condition[condition] = {"n_runs": 1, "n_examples": len(by_example), "metrics": metrics}
+        if per_condition:
+            pooled[name] = {
+                "kind": info["kind"],
+                "primary_metric": info["primary_metric"],
+                "extra_metrics": list(info.get("extra_metrics", [])),
+                "higher_is_better": info["higher_is_better"],
+                "n_examples": max(c["n_examples"] for c in per_condition.values()),
+                "conditions": per_condition,
+            }
+    return pooled
+
+
+def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None = None, iterations: int = 2000) -> dict:
+    """Means and paired differences pooled over several `t2l eval` runs (e.g. seeds 0, 1, 2): more examples,
+    and descriptions / random strings drawn anew for each seed."""
+    examples, tasks, configs = combine_examples(run_dirs)
+    names = sorted({e["condition"] for e in examples}, key=lambda n: list(CONDITIONS).index(n))
+    num_fewshot = configs[0].get("num_fewshot", 3)
+    pooled = pooled_means(examples, tasks, names)
+    rows = paired_differences(examples, tasks, requested_pairs(pairs, names), iterations, seed=0)
+    return {
+        "format": RESULTS_FORMAT + "-combined",
+        "runs": [str(d) for d in run_dirs],
+        "seeds": [config.get("seed") for config in configs],
+        "protocols": sorted({config.get("protocol", "loglik") for config in configs}),
+        "base_model": configs[0].get("base_model"),
+        "conditions": {name: {"label": condition_label(name, num_fewshot)} for name in names},
+        "tasks": pooled,
+        "summary": summarize(pooled, names),
+        "paired": rows,
+    }
