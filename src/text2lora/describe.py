@@ -29,13 +29,16 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 # INPUT_COLUMNS / OUTPUT_COLUMNS: accepted column (or key) names, tried in this order; the first present is used.
 from .inputs import INPUT_COLUMNS, OUTPUT_COLUMNS
+
+if TYPE_CHECKING:
+    from .checkpoints import HypernetworkLike
 
 EXAMPLE_FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 MAX_INPUT_CHARS = 400  # longer inputs are shortened in the prompt (a passage's start says what the task is)
@@ -275,7 +278,7 @@ def _read_hub_dataset(name: str, split: str | None) -> tuple[str, list]:
 # ------------------------------------------------------------------------------------------------ writer
 
 
-def default_writer_model(t2l: Any = None) -> str:
+def default_writer_model(t2l: HypernetworkLike = None) -> str:
     """The writer `describe` uses by default: the base model of `t2l` (a `T2LModel`, name or folder; default:
     the shipped hypernetwork), read from its config without loading its weights."""
     config = getattr(t2l, "config", None)

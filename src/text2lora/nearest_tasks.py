@@ -41,9 +41,12 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+
+if TYPE_CHECKING:
+    from .modeling_t2l import T2LModel
 
 TASK_CENTROIDS_FILE = "task_centroids.safetensors"
 FORMAT_VERSION = "1"
@@ -299,7 +302,7 @@ def _download(name: str) -> Path | None:
 
 
 def nearest_training_tasks(
-    t2l: Any,
+    t2l: T2LModel,
     descriptions: str | Sequence[str] | torch.Tensor,
     k: int = 3,
     *,
@@ -354,7 +357,7 @@ def adapter_far_warning(adapter: Any) -> str | None:
     return far_warning(adapter.nearest_tasks, adapter.far_threshold)
 
 
-def pick_nearest_candidate(t2l: Any, candidates: Sequence[str], centroids: TaskCentroids | None = None) -> int | None:
+def pick_nearest_candidate(t2l: T2LModel, candidates: Sequence[str], centroids: TaskCentroids | None = None) -> int | None:
     """The index of the candidate description nearest to the training tasks (highest cosine similarity to its
     nearest training-task centroid; ties: the first), or `None` when the hypernetwork has no task centroids."""
     found = nearest_training_tasks(t2l, list(candidates), k=1, centroids=centroids)
