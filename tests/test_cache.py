@@ -13,20 +13,11 @@ from text2lora import T2LModel
 from text2lora.cache import AdapterCache, parse_size, resolve_cache
 from text2lora.fingerprints import folder_fingerprint, identify, model_fingerprint
 from text2lora.cli import main as cli_main
-from text2lora.pipeline import Mix, adapter_key, get_or_generate
-
-DESCRIPTION = "Solve grade-school math word problems step by step"
-
-
-def _key(t2l, request, dtype=None):
-    """The cache key of one adapter request for a model or saved folder."""
-    return adapter_key(identify(t2l), request, dtype=dtype)
+from text2lora.pipeline import Mix, get_or_generate
+from support import DESCRIPTION, cache_entry, cache_key
 
 
-def _path(cache, t2l, request, **kwargs):
-    """The cache entry folder of `request`, generated first on a miss."""
-    get_or_generate([request], t2l, cache=cache, **kwargs)
-    return cache.lookup(_key(t2l, request, kwargs.get("dtype")))
+
 
 
 class ForwardCounter:
@@ -64,31 +55,31 @@ def test_repeated_description_is_a_file_read(tmp_path, tiny_t2l_nonzero):
 
 
 def test_key_covers_everything_the_adapter_depends_on(tmp_path, tiny_t2l_nonzero, tiny_config):
-    base = _key(tiny_t2l_nonzero, DESCRIPTION)
-    assert base == _key(tiny_t2l_nonzero, DESCRIPTION + ".")
-    assert base != _key(tiny_t2l_nonzero, "Translate English to French")
-    assert base != _key(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
-    assert base != _key(tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.7, 0.3]))
-    assert _key(tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.7, 0.3])) != _key(
+    base = cache_key(tiny_t2l_nonzero, DESCRIPTION)
+    assert base == cache_key(tiny_t2l_nonzero, DESCRIPTION + ".")
+    assert base != cache_key(tiny_t2l_nonzero, "Translate English to French")
+    assert base != cache_key(tiny_t2l_nonzero, DESCRIPTION, dtype="bfloat16")
+    assert base != cache_key(tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.7, 0.3]))
+    assert cache_key(tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.7, 0.3])) != cache_key(
         tiny_t2l_nonzero, Mix([DESCRIPTION, "Translate"], [0.3, 0.7])
     )
     embedding = torch.randn(tiny_config.task_embedding_size)
-    assert _key(tiny_t2l_nonzero, embedding) != _key(tiny_t2l_nonzero, embedding + 1)
+    assert cache_key(tiny_t2l_nonzero, embedding) != cache_key(tiny_t2l_nonzero, embedding + 1)
     # Another hypernetwork (same config, other weights), and the same one after training steps.
     torch.manual_seed(5)
     other = T2LModel(tiny_config)
-    assert base != _key(other, DESCRIPTION)
+    assert base != cache_key(other, DESCRIPTION)
     with torch.no_grad():
         tiny_t2l_nonzero.heads["q_proj"].bias.add_(0.01)
-    changed = _key(tiny_t2l_nonzero, DESCRIPTION)
+    changed = cache_key(tiny_t2l_nonzero, DESCRIPTION)
     assert changed != base
     with torch.no_grad():  # an edit through `.data` bypasses version counters; the sample still sees it
         tiny_t2l_nonzero.heads["v_proj"].weight.data.mul_(2.0)
-    assert _key(tiny_t2l_nonzero, DESCRIPTION) != changed
+    assert cache_key(tiny_t2l_nonzero, DESCRIPTION) != changed
     with pytest.raises(TypeError, match="a description, a Mix or a task embedding"):
-        _key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"])  # several descriptions are a Mix
+        cache_key(tiny_t2l_nonzero, [DESCRIPTION, "Translate"])  # several descriptions are a Mix
     with pytest.raises(ValueError, match="empty"):
-        _key(tiny_t2l_nonzero, "   ")
+        cache_key(tiny_t2l_nonzero, "   ")
 
 
 def test_changed_weights_never_serve_a_stale_adapter(tmp_path, tiny_t2l_nonzero):
@@ -113,7 +104,7 @@ def test_saved_folder_is_identified_without_loading_it(tmp_path, tiny_t2l_nonzer
     # The folder's fingerprint is remembered in this process: a second identification only stats the files.
     identify(folder)
     monkeypatch.setattr("text2lora.fingerprints.folder_fingerprint", lambda _: pytest.fail("re-hashed the folder"))
-    hit = cache.read(_key(folder, DESCRIPTION))
+    hit = cache.read(cache_key(folder, DESCRIPTION))
     assert hit is not None
     _assert_same_adapter(hit, adapter)
 
@@ -136,7 +127,7 @@ def test_lru_eviction_keeps_the_size_bound(tmp_path, tiny_t2l_nonzero):
     names = ["first task", "second task", "third task"]
     paths = {}
     for i, name in enumerate(names[:2]):
-        paths[name] = _path(cache, tiny_t2l_nonzero, name)
+        paths[name] = cache_entry(cache, tiny_t2l_nonzero, name)
         os.utime(paths[name], (1_000_000 + i, 1_000_000 + i))  # deterministic use order
     get_or_generate(["first task"], tiny_t2l_nonzero, cache=cache)[0]  # a hit: "first" becomes the most recently used
     assert paths["first task"].stat().st_mtime > paths["second task"].stat().st_mtime
@@ -161,7 +152,7 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_t2l_nonzero, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
     monkeypatch.undo()
-    assert len(cache) == 0 and cache.read(_key(tiny_t2l_nonzero, DESCRIPTION)) is None
+    assert len(cache) == 0 and cache.read(cache_key(tiny_t2l_nonzero, DESCRIPTION)) is None
     leftovers = [p for p in tmp_path.rglob("*") if p.is_file()]
     assert leftovers == []
 
@@ -169,10 +160,10 @@ def test_failed_write_leaves_nothing(tmp_path, tiny_t2l_nonzero, monkeypatch):
 def test_damaged_entry_is_regenerated(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path)
     good = get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0]
-    path = _path(cache, tiny_t2l_nonzero, DESCRIPTION)
+    path = cache_entry(cache, tiny_t2l_nonzero, DESCRIPTION)
     weights = path / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
-    assert cache.read(_key(tiny_t2l_nonzero, DESCRIPTION)) is None
+    assert cache.read(cache_key(tiny_t2l_nonzero, DESCRIPTION)) is None
     _assert_same_adapter(get_or_generate([DESCRIPTION], tiny_t2l_nonzero, cache=cache)[0], good)
 
 

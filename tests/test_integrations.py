@@ -9,45 +9,34 @@ import textwrap
 import pytest
 import torch
 from peft import PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig, LlamaForCausalLM
 
 from text2lora import load_description_adapter
 from text2lora import TextLoraConfig, initialize_text_lora_weights
+from support import IDS, OTHER, TASK, logits, tiny_base
 
-IDS = torch.tensor([[5, 17, 42, 99, 7, 3]])
-TASK = "Translate English sentences to French."
-OTHER = "Count the number of legs of the animals listed."
-
-
-def _base(tiny_base_dir):
-    return AutoModelForCausalLM.from_pretrained(tiny_base_dir).eval()
-
-
-def _logits(model):
-    with torch.no_grad():
-        return model(IDS).logits
 
 
 def _peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path, description=TASK):
     folder = tiny_t2l_nonzero.generate_lora(description).save_pretrained(tmp_path / "adapter")
-    return PeftModel.from_pretrained(_base(tiny_base_dir), folder).eval()
+    return PeftModel.from_pretrained(tiny_base(tiny_base_dir), folder).eval()
 
 
 def test_folder_changes_logits(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
-    base_logits = _logits(_base(tiny_base_dir))
-    adapted = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
+    base_logits = logits(tiny_base(tiny_base_dir))
+    adapted = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
     assert (adapted - base_logits).abs().max() > 1e-3
 
 
 def test_text_lora_config_matches_the_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
-    expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
+    expected = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
     config = TextLoraConfig(description=TASK, t2l=tiny_t2l_nonzero, r=64, target_modules=["o_proj"])
     assert config.r == 8 and sorted(config.target_modules) == ["q_proj", "v_proj"], "taken from the hypernetwork"
-    model = get_peft_model(_base(tiny_base_dir), config).eval()
+    model = get_peft_model(tiny_base(tiny_base_dir), config).eval()
     assert isinstance(model, PeftModel)
-    torch.testing.assert_close(_logits(model), _logits(_base(tiny_base_dir)), rtol=0, atol=0)  # B = 0 until initialised
+    torch.testing.assert_close(logits(model), logits(tiny_base(tiny_base_dir)), rtol=0, atol=0)  # B = 0 until initialised
     initialize_text_lora_weights(model)
-    torch.testing.assert_close(_logits(model), expected, rtol=0, atol=0)
+    torch.testing.assert_close(logits(model), expected, rtol=0, atol=0)
     assert type(model.peft_config["default"]).__name__ == "LoraConfig"  # the plain config of the generated adapter
 
 
@@ -59,17 +48,17 @@ def test_text_lora_config_is_pure_data(tiny_base_dir, tiny_t2l_nonzero, tmp_path
     monkeypatch.setattr(integration, "load_hypernetwork", lambda t2l, **kw: loads.append(t2l) or tiny_t2l_nonzero)
     tiny_t2l_nonzero.save_pretrained(tmp_path / "t2l")
     config = TextLoraConfig(description=TASK, t2l=str(tmp_path / "t2l"), r=8, target_modules=["q_proj", "v_proj"])
-    model = get_peft_model(_base(tiny_base_dir), config)
+    model = get_peft_model(tiny_base(tiny_base_dir), config)
     assert loads == []
     initialize_text_lora_weights(model)
     assert loads == [str(tmp_path / "t2l")]
-    expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path / "f"))
-    torch.testing.assert_close(_logits(model.eval()), expected, rtol=0, atol=0)
+    expected = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path / "f"))
+    torch.testing.assert_close(logits(model.eval()), expected, rtol=0, atol=0)
 
 
 def test_text_lora_config_by_name_with_other_rank_is_refused(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
     tiny_t2l_nonzero.save_pretrained(tmp_path / "t2l")
-    model = get_peft_model(_base(tiny_base_dir), TextLoraConfig(description=TASK, t2l=str(tmp_path / "t2l"), r=4))
+    model = get_peft_model(tiny_base(tiny_base_dir), TextLoraConfig(description=TASK, t2l=str(tmp_path / "t2l"), r=4))
     with pytest.raises(ValueError, match="rank 4 .* hypernetwork makes rank 8"):
         initialize_text_lora_weights(model)
 
@@ -99,7 +88,7 @@ def test_method_form_is_an_explicit_opt_in(tiny_base_dir, tiny_t2l_nonzero):
 
     add_model_methods()
     try:
-        model = _base(tiny_base_dir)
+        model = tiny_base(tiny_base_dir)
         adapter = model.load_description_adapter(TASK, t2l=tiny_t2l_nonzero, cache=False)
         assert adapter.description == TASK and "default" in model.peft_config
     finally:
@@ -110,13 +99,13 @@ def test_method_form_is_an_explicit_opt_in(tiny_base_dir, tiny_t2l_nonzero):
 
 
 def test_text_lora_save_is_a_plain_lora_loadable_without_text2lora(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
-    model = get_peft_model(_base(tiny_base_dir), TextLoraConfig(description=TASK, t2l=tiny_t2l_nonzero)).eval()
+    model = get_peft_model(tiny_base(tiny_base_dir), TextLoraConfig(description=TASK, t2l=tiny_t2l_nonzero)).eval()
     initialize_text_lora_weights(model)
     model.save_pretrained(tmp_path / "saved")
     config = json.loads((tmp_path / "saved" / "adapter_config.json").read_text())
     assert config["peft_type"] == "LORA"
     assert not {"description", "t2l", "description_weights"} & config.keys()
-    torch.save(_logits(model), tmp_path / "expected.pt")
+    torch.save(logits(model), tmp_path / "expected.pt")
     script = textwrap.dedent(
         f"""
         import sys, torch
@@ -143,47 +132,47 @@ def test_text_lora_config_errors(tiny_t2l):
 
 
 def test_load_description_adapter_on_transformers_model(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
-    expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
-    base_logits = _logits(_base(tiny_base_dir))
-    model = _base(tiny_base_dir)
+    expected = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
+    base_logits = logits(tiny_base(tiny_base_dir))
+    model = tiny_base(tiny_base_dir)
     adapter = load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero)
     assert adapter.description == TASK
-    torch.testing.assert_close(_logits(model), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model), expected, rtol=1e-6, atol=1e-6)
 
     # A second adapter side by side; switch, disable, delete, as with load_adapter.
     load_description_adapter(model, OTHER, t2l=tiny_t2l_nonzero, adapter_name="legs")
     model.set_adapter("legs")
-    legs = _logits(model)
+    legs = logits(model)
     assert (legs - expected).abs().max() > 1e-4
     model.disable_adapters()
-    torch.testing.assert_close(_logits(model), base_logits, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model), base_logits, rtol=1e-6, atol=1e-6)
     model.enable_adapters()
     model.set_adapter("default")
-    torch.testing.assert_close(_logits(model), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model), expected, rtol=1e-6, atol=1e-6)
     model.delete_adapter("legs")
     assert set(model.peft_config) == {"default"}
 
 
 def test_load_description_adapter_replaces_weights_in_place(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
-    other_expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path, description=OTHER))
-    model = _base(tiny_base_dir)
+    other_expected = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path, description=OTHER))
+    model = tiny_base(tiny_base_dir)
     load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero)
     n_params = sum(1 for _ in model.parameters())
     lora_a = model.model.layers[0].self_attn.q_proj.lora_A["default"].weight
     load_description_adapter(model, OTHER, t2l=tiny_t2l_nonzero)  # same name: replace
     assert sum(1 for _ in model.parameters()) == n_params
     assert model.model.layers[0].self_attn.q_proj.lora_A["default"].weight is lora_a
-    torch.testing.assert_close(_logits(model), other_expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model), other_expected, rtol=1e-6, atol=1e-6)
 
 
 def test_load_description_adapter_on_peft_model(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
-    other_expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path / "b", description=OTHER))
+    other_expected = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path / "b", description=OTHER))
     model = _peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path / "a")
-    first = _logits(model)
+    first = logits(model)
     load_description_adapter(model, OTHER, t2l=tiny_t2l_nonzero, adapter_name="legs")
-    torch.testing.assert_close(_logits(model), first, rtol=0, atol=0)  # not active until set_adapter
+    torch.testing.assert_close(logits(model), first, rtol=0, atol=0)  # not active until set_adapter
     model.set_adapter("legs")
-    torch.testing.assert_close(_logits(model), other_expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model), other_expected, rtol=1e-6, atol=1e-6)
 
 
 def test_base_model_with_other_layer_count_is_rejected(tiny_t2l_nonzero):
@@ -211,16 +200,16 @@ def test_no_default_hypernetwork_gives_a_clear_error(tiny_base_dir, monkeypatch)
 
     monkeypatch.setattr(packaged, "DEFAULT_CHECKPOINT", None)
     with pytest.raises(ValueError, match="t2l init"):
-        load_description_adapter(_base(tiny_base_dir), TASK)
+        load_description_adapter(tiny_base(tiny_base_dir), TASK)
 
 
 def test_text_lora_config_through_transformers_add_adapter(tiny_base_dir, tiny_t2l_nonzero, tmp_path):
     """transformers' own `add_adapter` injects the layers; the same explicit call fills them."""
-    expected = _logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
-    model = _base(tiny_base_dir)
+    expected = logits(_peft_from_folder(tiny_base_dir, tiny_t2l_nonzero, tmp_path))
+    model = tiny_base(tiny_base_dir)
     model.add_adapter(TextLoraConfig(description=TASK, t2l=tiny_t2l_nonzero), adapter_name="task")
     initialize_text_lora_weights(model, "task")
     model.set_adapter("task")
-    torch.testing.assert_close(_logits(model.eval()), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model.eval()), expected, rtol=1e-6, atol=1e-6)
     with pytest.raises(ValueError, match="not from a TextLoraConfig"):
         initialize_text_lora_weights(model, "task")  # already initialised: a plain LoraConfig now

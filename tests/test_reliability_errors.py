@@ -9,24 +9,12 @@ import json
 import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
-from transformers import AutoModelForCausalLM
 
 from text2lora import load_description_adapter
 from text2lora import T2LConfig, T2LModel
 from text2lora.cli import main
+from support import OTHER, TASK, logits, tiny_base
 
-IDS = torch.tensor([[5, 17, 42, 99, 7, 3]])
-TASK = "Translate English sentences to French."
-OTHER = "Count the number of legs of the animals listed."
-
-
-def _base(tiny_base_dir):
-    return AutoModelForCausalLM.from_pretrained(tiny_base_dir).eval()
-
-
-def _logits(model):
-    with torch.no_grad():
-        return model(IDS).logits
 
 
 def _twin(tiny_base_dir, tiny_encoder_dir, source: T2LModel, **lora) -> T2LModel:
@@ -58,20 +46,20 @@ def test_replacing_an_adapter_in_place_takes_the_new_alpha_rslora_and_dropout(
     second = _twin(tiny_base_dir, tiny_encoder_dir, tiny_t2l_nonzero, lora_alpha=3.0, use_rslora=False, lora_dropout=0.3)
     assert first.config.lora_scaling != second.config.lora_scaling  # 16/sqrt(8) vs 3/8
 
-    fresh = _base(tiny_base_dir)
+    fresh = tiny_base(tiny_base_dir)
     load_description_adapter(fresh, OTHER, t2l=second, cache=False)
-    expected = _logits(fresh)
+    expected = logits(fresh)
 
     if peft_model:
-        model = PeftModel.from_pretrained(_base(tiny_base_dir), first.generate_lora(TASK).save_pretrained(tmp_path / "a")).eval()
+        model = PeftModel.from_pretrained(tiny_base(tiny_base_dir), first.generate_lora(TASK).save_pretrained(tmp_path / "a")).eval()
     else:
-        model = _base(tiny_base_dir)
+        model = tiny_base(tiny_base_dir)
         load_description_adapter(model, TASK, t2l=first, cache=False)
     n_params = sum(1 for _ in model.parameters())
     load_description_adapter(model, OTHER, t2l=second, cache=False)  # same name "default": replaced in place
 
     assert sum(1 for _ in model.parameters()) == n_params  # no new layers
-    torch.testing.assert_close(_logits(model), expected, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(logits(model), expected, rtol=1e-6, atol=1e-6)
     layer = model.get_submodule(
         "base_model.model.model.layers.0.self_attn.q_proj" if peft_model else "model.layers.0.self_attn.q_proj"
     )
@@ -84,11 +72,11 @@ def test_replacing_an_adapter_in_place_takes_the_new_alpha_rslora_and_dropout(
 
 def test_replacing_a_dora_adapter_in_place_is_refused(tiny_base_dir, tiny_t2l_nonzero):
     """Writing A and B into a DoRA adapter would keep its magnitude vector: refuse, and name the way out."""
-    model = get_peft_model(_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"], use_dora=True))
-    before = _logits(model)
+    model = get_peft_model(tiny_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"], use_dora=True))
+    before = logits(model)
     with pytest.raises(ValueError, match=r"cannot be replaced in place.*DoRA.*delete_adapter\('default'\)"):
         load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, cache=False)
-    torch.testing.assert_close(_logits(model), before, rtol=0, atol=0)  # untouched
+    torch.testing.assert_close(logits(model), before, rtol=0, atol=0)  # untouched
 
 
 # ---------------------------------------------------------------- item 7: adapter names matched exactly
@@ -96,7 +84,7 @@ def test_replacing_a_dora_adapter_in_place_is_refused(tiny_base_dir, tiny_t2l_no
 
 @pytest.mark.parametrize("name", ["0", "layers", "self_attn"])
 def test_freezing_a_new_adapter_leaves_other_adapters_trainable(tiny_base_dir, tiny_t2l_nonzero, name):
-    model = get_peft_model(_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(tiny_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".default." in n for n in trainable)
     load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, adapter_name=name, cache=False)
@@ -107,7 +95,7 @@ def test_freezing_a_new_adapter_leaves_other_adapters_trainable(tiny_base_dir, t
 
 
 def test_freezing_on_a_transformers_model_matches_the_adapter_name_exactly(tiny_base_dir, tiny_t2l_nonzero):
-    model = _base(tiny_base_dir)
+    model = tiny_base(tiny_base_dir)
     load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, is_trainable=True, cache=False)
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert len(trainable) == 8
@@ -118,7 +106,7 @@ def test_freezing_on_a_transformers_model_matches_the_adapter_name_exactly(tiny_
 def test_is_trainable_on_a_peft_model_leaves_the_new_adapter_trainable(tiny_base_dir, tiny_t2l_nonzero):
     """PEFT adds the generated adapter with its inference-mode config; is_trainable=True must still mean trainable
     (it stayed frozen), and replacing it in place follows is_trainable both ways."""
-    model = get_peft_model(_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
+    model = get_peft_model(tiny_base(tiny_base_dir), LoraConfig(r=8, target_modules=["q_proj", "v_proj"]))
     load_description_adapter(model, TASK, t2l=tiny_t2l_nonzero, adapter_name="new", is_trainable=True, cache=False)
     new = [p for n, p in model.named_parameters() if ".new." in n]
     assert len(new) == 8 and all(p.requires_grad for p in new)
@@ -229,7 +217,7 @@ def test_entry_points_before_generate_lora_check_inputs_too(tiny_base_dir, tiny_
     from text2lora import TextLoraConfig
 
     with pytest.raises(TypeError, match="The description is bytes"):
-        load_description_adapter(_base(tiny_base_dir), b"Solve math.", t2l=tiny_t2l_nonzero)  # default cache on
+        load_description_adapter(tiny_base(tiny_base_dir), b"Solve math.", t2l=tiny_t2l_nonzero)  # default cache on
     with pytest.raises(TypeError, match="The description is bytes"):
         TextLoraConfig(description=b"Solve math.", t2l=tiny_t2l_nonzero)
 

@@ -21,24 +21,14 @@ from safetensors.torch import load_file
 import text2lora.fingerprints as fingerprints
 from text2lora.adapters import read_generated_lora
 from text2lora.cache import AdapterCache
-from text2lora.pipeline import adapter_key, get_or_generate
-from text2lora.fingerprints import identify
+from text2lora.pipeline import get_or_generate
 from text2lora.cli import main
 from text2lora.io_utils import _HOST_TAG, atomic_directory, atomic_file
+from support import DESCRIPTION, cache_entry, cache_key
 
 ADAPTER_FILES = {"adapter_config.json", "adapter_model.safetensors", "t2l_adapter.json", "README.md"}
-DESCRIPTION = "Solve grade-school math word problems step by step"
 
 
-def _key(t2l, request, dtype=None):
-    """The cache key of one adapter request for a model or saved folder."""
-    return adapter_key(identify(t2l), request, dtype=dtype)
-
-
-def _path(cache, t2l, request, **kwargs):
-    """The cache entry folder of `request`, generated first on a miss."""
-    get_or_generate([request], t2l, cache=cache, **kwargs)
-    return cache.lookup(_key(t2l, request, kwargs.get("dtype")))
 
 
 def _description(folder: Path) -> str:
@@ -223,7 +213,7 @@ def _age(path: Path, seconds: float) -> None:
 
 def test_cache_counts_and_clears_leftovers_but_not_those_of_live_writers(tmp_path, tiny_t2l_nonzero, capsys):
     cache = AdapterCache(tmp_path / "cache")
-    path = _path(cache, tiny_t2l_nonzero, DESCRIPTION)
+    path = cache_entry(cache, tiny_t2l_nonzero, DESCRIPTION)
     shard = path.parent
     dead = shard / f".{path.name}.tmp-{_HOST_TAG}-{_dead_pid()}-0123abcd"  # its writer was killed
     (dead / "x").mkdir(parents=True)
@@ -252,7 +242,7 @@ def test_cache_counts_and_clears_leftovers_but_not_those_of_live_writers(tmp_pat
 
 def test_writes_to_the_cache_remove_stale_leftovers(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path / "cache")
-    path = _path(cache, tiny_t2l_nonzero, DESCRIPTION)
+    path = cache_entry(cache, tiny_t2l_nonzero, DESCRIPTION)
     leftover = path.parent / ".evicted-zz9abcde"
     (leftover / "entry").mkdir(parents=True)
     _age(leftover, 3600)
@@ -284,9 +274,9 @@ def test_retrained_checkpoint_with_same_size_and_mtime_gets_new_adapters(
     expected = tiny_t2l_nonzero.generate_lora(DESCRIPTION)
     key = next(iter(expected.state_dict))
     assert (expected.state_dict[key] - first.state_dict[key]).abs().max() > 0.1
-    assert cache.read(_key(t2l_folder, DESCRIPTION)) is None  # in this process
+    assert cache.read(cache_key(t2l_folder, DESCRIPTION)) is None  # in this process
     monkeypatch.setattr(fingerprints, "_FOLDER_FINGERPRINTS", {}, raising=False)  # as a new process
-    assert AdapterCache(cache_dir).read(_key(t2l_folder, DESCRIPTION)) is None
+    assert AdapterCache(cache_dir).read(cache_key(t2l_folder, DESCRIPTION)) is None
 
     out = tmp_path / "adapter"
     args = ["generate", DESCRIPTION, "--t2l", str(t2l_folder), "--cache-dir", str(cache_dir), "--out", str(out)]
@@ -301,8 +291,8 @@ def test_retrained_checkpoint_with_same_size_and_mtime_gets_new_adapters(
 
 def test_cache_clear_reports_what_it_could_not_delete(tmp_path, tiny_t2l_nonzero, capsys, monkeypatch):
     cache = AdapterCache(tmp_path / "cache")
-    locked = _path(cache, tiny_t2l_nonzero, DESCRIPTION)
-    _path(cache, tiny_t2l_nonzero, "Translate English to French")
+    locked = cache_entry(cache, tiny_t2l_nonzero, DESCRIPTION)
+    cache_entry(cache, tiny_t2l_nonzero, "Translate English to French")
     real_replace = os.replace
 
     def read_only(src, dst, *args, **kwargs):  # what a folder without write permission does (tests run as root)
@@ -332,7 +322,7 @@ def test_cache_clear_reports_what_it_could_not_delete(tmp_path, tiny_t2l_nonzero
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores folder permissions")
 def test_cache_clear_on_a_read_only_folder(tmp_path, tiny_t2l_nonzero):
     cache = AdapterCache(tmp_path / "cache")
-    path = _path(cache, tiny_t2l_nonzero, DESCRIPTION)
+    path = cache_entry(cache, tiny_t2l_nonzero, DESCRIPTION)
     path.parent.chmod(0o555)
     try:
         with pytest.raises(OSError, match="0 of 1 cached adapter"):
@@ -364,7 +354,7 @@ def test_written_folders_and_files_follow_the_umask(
     assert _mode(tmp_path / "adapter") == 0o755
     assert {_mode(p) for p in (tmp_path / "adapter").iterdir()} == {0o644}
 
-    entry = _path(AdapterCache(tmp_path / "cache"), tiny_t2l_nonzero, DESCRIPTION)
+    entry = cache_entry(AdapterCache(tmp_path / "cache"), tiny_t2l_nonzero, DESCRIPTION)
     assert _mode(entry) == 0o755 and _mode(entry / "adapter_model.safetensors") == 0o644
 
     hypernetwork = tmp_path / "t2l"

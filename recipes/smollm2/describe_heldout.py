@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import sys
 import time
@@ -121,9 +120,10 @@ def written_collection(collection: Path, written: dict, folder: Path) -> Path:
     split = datasets.load_from_disk(str(collection / "dataset"))["validation"]
     replaced = split.map(lambda row: {"heldout_descriptions": written[row["task"]]["descriptions"]
                                       if row["task"] in written else row["heldout_descriptions"]})  # fmt: skip
-    tmp = folder / ".collection-tmp"
-    datasets.DatasetDict({"validation": replaced}).save_to_disk(str(tmp))
-    os.replace(tmp, target)
+    from text2lora.io_utils import atomic_directory
+
+    with atomic_directory(target) as tmp:
+        datasets.DatasetDict({"validation": replaced}).save_to_disk(str(tmp))
     return target
 
 
@@ -385,9 +385,11 @@ def plot(data: dict, path: Path) -> None:
     axes[1].legend(fontsize=7)
     axes[1].set_title("Does nearest-task similarity predict the gain?")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    from text2lora.io_utils import atomic_file
+
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:

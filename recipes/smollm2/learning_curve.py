@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from text2lora.evaluation.metrics import bootstrap_ci
+from text2lora.io_utils import atomic_file
 
 RUN = Path("runs/smollm2/t2l-sft-continue")
 OUT = Path("runs/smollm2/curve")
@@ -135,8 +136,10 @@ def write_outputs(rows: list[dict], references: dict, results: Path) -> None:
     labels = {"base": "base model", "mt_lora": "multi-task LoRA (packaged)", "t2l_random": "shipped default, random strings"}
     for name, values in references.items():
         lines.append(f"- {labels[name]}: NLL {values['completion_nll']:.3f}, exact match {100 * values['exact_match']:.1f}")
-    (results / "learning_curve.md").write_text("\n".join(lines) + "\n")
-    (results / "learning_curve.json").write_text(json.dumps({"rows": rows, "references": references}, indent=1))
+    with atomic_file(results / "learning_curve.md") as handle:
+        handle.write("\n".join(lines) + "\n")
+    with atomic_file(results / "learning_curve.json") as handle:
+        json.dump({"rows": rows, "references": references}, handle, indent=1)
     plot(rows, references, results / "learning_curve.png")
 
 
@@ -166,9 +169,9 @@ def plot(rows: list[dict], references: dict, path: Path) -> None:
     axes[0].legend(fontsize=8)
     fig.suptitle("Continued T2L-SFT on the CPU: 10 held-out validation tasks (error bars: 95% CI of the paired change)")
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.png")
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
 
 
 def main() -> int:

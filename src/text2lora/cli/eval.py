@@ -145,22 +145,13 @@ def run_eval(args: argparse.Namespace) -> int:
 
 
 def run_combine(args: argparse.Namespace) -> int:
-    import json
-
     from text2lora.evaluation.pooling import combined_paired_report
     from text2lora.evaluation.report import combined_markdown, plot_results
-    from text2lora.io_utils import atomic_file
 
-    for run in args.runs:
-        if not (run / "results.json").is_file() or not (run / "examples.jsonl").is_file():
-            raise FileNotFoundError(f"{run} is not a `t2l eval` output folder (results.json and examples.jsonl).")
+    _check_run_folders(args.runs)
     report = combined_paired_report(args.runs, _split(args.pairs))
     markdown = combined_markdown(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_file(args.out / "paired.json") as handle:
-        json.dump(report, handle, indent=2)
-    with atomic_file(args.out / "paired.md") as handle:
-        handle.write(markdown)
+    _write_report(args.out, "paired", report, markdown)
     seeds = ", ".join(str(s) for s in report["seeds"])
     plot_results(report, args.out / "pooled.png", title=f"{report['base_model']} | pooled over seeds {seeds}")
     print(markdown)
@@ -168,21 +159,33 @@ def run_combine(args: argparse.Namespace) -> int:
 
 
 def run_protocols(args: argparse.Namespace) -> int:
-    import json
-
     from text2lora.evaluation.protocols import plot_protocols, protocols_markdown, protocols_report
-    from text2lora.io_utils import atomic_file
 
-    for run in [*args.loglik, *args.generative]:
-        if not (run / "results.json").is_file() or not (run / "examples.jsonl").is_file():
-            raise FileNotFoundError(f"{run} is not a `t2l eval` output folder (results.json and examples.jsonl).")
+    _check_run_folders([*args.loglik, *args.generative])
     report = protocols_report(args.loglik, args.generative, _split(args.pairs))
     markdown = protocols_markdown(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    with atomic_file(args.out / "protocols.json") as handle:
-        json.dump(report, handle, indent=2)
-    with atomic_file(args.out / "protocols.md") as handle:
-        handle.write(markdown)
+    _write_report(args.out, "protocols", report, markdown)
     plot_protocols(report, args.out / "protocols.png")
     print(markdown)
     return 0
+
+
+def _check_run_folders(runs: list[Path]) -> None:
+    from text2lora.evaluation.run_store import EXAMPLES_FILE, RESULTS_FILE
+
+    for run in runs:
+        if not (run / RESULTS_FILE).is_file() or not (run / EXAMPLES_FILE).is_file():
+            raise FileNotFoundError(f"{run} is not a `t2l eval` output folder ({RESULTS_FILE} and {EXAMPLES_FILE}).")
+
+
+def _write_report(out: Path, stem: str, report: dict, markdown: str) -> None:
+    """`<stem>.json` and `<stem>.md` in `out`, each written whole (temp name, then rename)."""
+    import json
+
+    from text2lora.io_utils import atomic_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out / f"{stem}.json") as handle:
+        json.dump(report, handle, indent=2)
+    with atomic_file(out / f"{stem}.md") as handle:
+        handle.write(markdown)

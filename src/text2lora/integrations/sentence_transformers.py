@@ -89,7 +89,7 @@ class PlainSentenceEncoder:
         if mode not in POOLING_MODES or set(settings) - {"max_seq_length", "do_lower_case"}:
             # model_args, tokenizer_args, or sentence-transformers 6's modality settings: it knows what they mean
             return None
-        if (transformer_dir / "config.json").is_file() and "auto_map" in (_read_json(transformer_dir / "config.json") or {}):
+        if "auto_map" in (_read_json(transformer_dir / "config.json") or {}):
             return None  # remote code: sentence-transformers handles the consent
         from transformers import AutoModel, AutoTokenizer
 
