@@ -199,6 +199,22 @@ def test_adapter_card_for_a_mix_and_for_an_untrained_hypernetwork(tiny_t2l):
     assert "leaves the base model unchanged" in body  # untrained: B = 0
 
 
+def test_adapter_card_names_the_nearest_training_tasks_and_warns_when_far(tiny_t2l):
+    from dataclasses import replace
+
+    adapter = tiny_t2l.generate_lora("Count the prime numbers in a range.")
+    assert "Nearest training tasks" not in front_matter(adapter_card(adapter))[1]  # no centroids: nothing claimed
+    near = replace(adapter, nearest_tasks=[("reasoning_gym.count_primes", 0.9356), ("reasoning_gym.lcm", 0.4579)],
+                   far_threshold=0.3956)  # fmt: skip
+    _, body = front_matter(adapter_card(near))
+    assert "`reasoning_gym.count_primes` 0.94, `reasoning_gym.lcm` 0.46." in body
+    assert "Warning" not in body
+    far = replace(near, nearest_tasks=[("bigbench.kannada", 0.24)])
+    _, body = front_matter(adapter_card(far))
+    assert "`bigbench.kannada` 0.24." in body
+    assert "> **Warning**: This description is far from every training task (nearest: bigbench.kannada, cosine 0.24" in body
+
+
 def test_eval_table_shapes_and_errors():
     rows = [{"condition": "base", "avg": 50.0}, {"condition": "T2L", "avg": 51.5, "n": 1200}]
     table, note = eval_table_markdown({"results": rows, "metric": "accuracy (%)", "notes": "3 seeds."})
