@@ -181,16 +181,16 @@ def main() -> int:
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--seed", type=int, default=2)
-    parser.add_argument("--every", type=int, default=225, help="evaluate checkpoints at least this many steps apart")
+    parser.add_argument("--every", type=int, default=100,
+                        help="evaluate a checkpoint only if it is at least this many steps from every evaluated one")
     parser.add_argument("--watch", action="store_true", help="keep evaluating new checkpoints (poll every 5 min)")
     args = parser.parse_args()
     evaluate(DEFAULT, "t2l,t2l_random,mt_lora,base", args.out / "step-0", args.limit, args.seed)
     while True:
-        last = 0
-        for step, path in checkpoints(args.run).items():  # points at least `every` steps apart
-            if step - last >= args.every:
+        for step, path in checkpoints(args.run).items():  # points at least `every` steps from every other point
+            done = [int(p.name[5:]) for p in args.out.glob("step-*") if (p / "results.json").is_file()]
+            if all(abs(step - other) >= args.every for other in done):
                 evaluate(str(path), "t2l", args.out / f"step-{step}", args.limit, args.seed)
-                last = step
         rows = build_table(args.out)
         write_outputs(rows, reference_lines(args.out), args.results)
         print(f"[curve] {len(rows)} point(s): {args.results / 'learning_curve.md'}", flush=True)
