@@ -194,6 +194,19 @@ def test_base_after_adapters_were_loaded_matches_a_fresh_model(full_run, adapter
     assert again["runs"][0]["adapter"]["active"] is None
 
 
+def test_mixed_descriptions_run_the_mix_of_the_held_out_descriptions(full_run, adapters, collection_dir):
+    config = _config(None, adapters, collection_dir, benchmarks=["arc_easy"], collection=None, conditions=["t2l", "t2l_mix"])
+    results = EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"], hypernetwork=full_run["t2l"]).run()
+    singles = [r for r in results["runs"] if r["condition"] == "t2l"]
+    (mix,) = [r for r in results["runs"] if r["condition"] == "t2l_mix"]
+    assert mix["description"] == [r["description"] for r in singles]  # the same held-out descriptions, all at once
+    expected = full_run["t2l"].mix_lora(mix["description"], [0.5, 0.5])  # what the model had active
+    assert mix["adapter"]["checksum"] == pytest.approx(sum(float(t.abs().sum()) for t in expected.state_dict.values()), rel=1e-5)
+    assert mix["adapter"]["checksum"] not in [r["adapter"]["checksum"] for r in singles]
+    pairs = {(r["a"], r["b"], r["scope"]) for r in results["paired"]}
+    assert ("t2l_mix", "t2l", "arc_easy") in pairs
+
+
 def test_outputs_are_written(full_run):
     out = full_run["out"]
     for name in ("results.json", "examples.jsonl", "results.md", "results.png"):

@@ -197,6 +197,11 @@ def test_planner_draws_held_out_other_and_random_descriptions_reproducibly():
     assert planner.runs(CONDITIONS["oracle_lora"], "arc_easy") == []  # no oracle folder: no run
     assert random_description(0, "k", 40) == random_description(0, "k", 40)
     assert random_description(0, "k", 40) != random_description(1, "k", 40)
+    (mix,) = planner.runs(CONDITIONS["t2l_mix"], "arc_easy")  # one run: the matched descriptions, mixed
+    assert mix.description == tuple(r.description for r in matched) and mix.adapter.description == mix.description
+    assert mix.adapter.weights == (1 / 3, 1 / 3, 1 / 3) and mix.description_origin == "arc_easy" and mix.variant == 0
+    assert mix.to_dict()["description"] == list(mix.description)  # as results.json holds it
+    assert "weights" not in matched[0].to_dict()["adapter"]  # unset: runs saved before mixes keep their fingerprint
 
 
 def test_parse_conditions_names_the_missing_input():
@@ -206,6 +211,9 @@ def test_parse_conditions_names_the_missing_input():
     with pytest.raises(ValueError, match="Unknown condition"):
         parse_conditions("bogus")
     assert "t2l" not in [c.name for c in parse_conditions(None, {"t2l": False, "t2l_other": False, "t2l_random": False})]
+    everything = [c.name for c in parse_conditions("all")]
+    assert "t2l_mix" not in everything and "t2l_random" in everything  # the mix runs only when named
+    assert [c.name for c in parse_conditions("t2l,t2l_mix")] == ["t2l", "t2l_mix"]
 
 
 def _collection_row(task, prompt, completion, choices=(), answer=""):

@@ -9,15 +9,16 @@ For each seed: (1) per task, 5 examples that no evaluation run scores (rows outs
 `describe` (writer: the shipped hypernetwork's base model, SmolLM2-135M-Instruct, unless --writer), which writes 2
 candidate descriptions; (2) `t2l eval`'s own runner (`EvalRunner`, the collection tasks of
 `text2lora.evaluation.collection`) scores base, T2L with the 2 held-out human descriptions and T2L with random strings
-of the same lengths on the original collection, and T2L with the 2 written descriptions on a copy whose
+of the same lengths on the original collection, and T2L with the 2 written descriptions (each, and mixed) on a copy whose
 `heldout_descriptions` are the written ones (same rows, so the same seeded examples). Completion NLL (nats/token) and
 greedy exact match of free generation on the non-multiple-choice tasks; acc_norm on the multiple-choice ones.
 Differences are paired per example (each condition averaged over its 2 descriptions), pooled over seeds as the mean
 of task means, with 95% bootstrap CIs stratified by task. Correlation: per (seed, task, description) run of T2L
 (human and written descriptions), the description's cosine similarity to its nearest training-task centroid against
-the run's NLL gain over the base model and over random strings (Spearman, 95% CI by resampling tasks). `--pick`
-of `t2l generate --from-examples`, after the fact: the written candidate nearest to the training tasks against the
-average written candidate (`pick_vs_average`).
+the run's NLL gain over the base model and over random strings (Spearman, 95% CI by resampling tasks). The two modes
+of `t2l generate --from-examples`: the written candidates mixed with equal weights (the default; `t2l eval`'s
+`t2l_mix` condition on the written copy) and `--pick` (the candidate nearest to the training tasks, read off its
+per-description run), against each other and the average candidate (`from_examples_modes`).
 
 Writes `docs/results/describe_heldout.{md,json,png}`; every evaluation run is cached under --out (rerun resumes).
 """
@@ -38,15 +39,19 @@ DEFAULT = "text2lora/t2l-smollm2-135m-instruct"
 COLLECTION = Path("~/.cache/text2lora/data/collection").expanduser()
 OUT = Path("runs/smollm2/describe_heldout")
 RESULTS = Path("docs/results")
-CONDITIONS = ("t2l_written", "t2l_human", "t2l_random", "base")
+CONDITIONS = ("t2l_written_mix", "t2l_written", "t2l_human", "t2l_random", "base")
 LABELS = {
+    "t2l_written_mix": "T2L, the written descriptions mixed (`--from-examples` default)",
     "t2l_written": "T2L, descriptions written by `describe` from 5 examples",
     "t2l_human": "T2L, held-out human-written descriptions",
     "t2l_random": "T2L, random strings (same lengths)",
     "base": "base model",
 }
+COLORS = {"t2l_written_mix": "tab:green", "t2l_written": "tab:blue", "t2l_human": "tab:orange", "t2l_random": "tab:gray",
+          "base": "tab:brown"}  # fmt: skip
 PAIRS = (("t2l_written", "t2l_human"), ("t2l_written", "t2l_random"), ("t2l_written", "base"),
-         ("t2l_human", "t2l_random"), ("t2l_human", "base"))  # fmt: skip
+         ("t2l_human", "t2l_random"), ("t2l_human", "base"), ("t2l_written_mix", "t2l_written"),
+         ("t2l_written_mix", "t2l_human"), ("t2l_written_mix", "base"))  # fmt: skip
 METRICS = ("completion_nll", "exact_match", "acc_norm")
 
 
@@ -152,7 +157,8 @@ def load_runs(out: Path, seeds: list[int]) -> tuple[dict, list[dict]]:
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     runs = []
     for seed in seeds:
-        for folder, rename in (("human", {"t2l": "t2l_human"}), ("written", {"t2l": "t2l_written"})):
+        for folder, rename in (("human", {"t2l": "t2l_human"}),
+                               ("written", {"t2l": "t2l_written", "t2l_mix": "t2l_written_mix"})):  # fmt: skip
             path = out / f"seed-{seed}" / folder / "examples.jsonl"
             if not path.is_file():
                 continue
@@ -246,25 +252,39 @@ def similarity_points(runs: list[dict], values: dict) -> list[dict]:
     return points
 
 
-def pick_vs_average(points: list[dict]) -> dict:
-    """`t2l generate --from-examples --pick`, after the fact: per (seed, task), the written candidate nearest to the
-    training tasks (highest similarity; ties: the first) against the average of the task's written candidates (what
-    `t2l_written` reports), in NLL gain over the base model (positive: the pick is better). Free: it reuses the
-    per-description runs. The CLI's default, one adapter from the candidates' mixed embeddings, needs runs of its
-    own (the evaluation runner takes descriptions, not mixes) and is not compared here."""
+def from_examples_modes(points: list[dict], runs: list[dict], values: dict) -> dict:
+    """The two ways `t2l generate --from-examples` turns the written candidates into one adapter, per (seed, task),
+    in NLL gain over the base model (positive: the first is better): `--pick` (the candidate nearest to the
+    training tasks, read off its own per-description run; ties: the first) and the default mix (the `t2l_mix` run:
+    the candidates' embeddings mixed with equal weights), each against the average written candidate (what
+    `t2l_written` reports) and against each other."""
     groups = defaultdict(list)
     for point in points:
         if point["source"] == "t2l_written":
             groups[(point["seed"], point["task"])].append(point)
-    diffs = []
-    for group in groups.values():
-        if len(group) >= 2:
-            picked = max(group, key=lambda p: p["similarity"])
-            diffs.append(picked["gain_vs_base"] - float(np.mean([p["gain_vs_base"] for p in group])))
-    if not diffs:
-        return {}
-    d = np.array(diffs)
-    return {"mean": float(d.mean()), "better": int((d > 0).sum()), "worse": int((d < 0).sum()), "groups": len(d)}
+    base = defaultdict(list)
+    for (seed, task, _), value in values.get("base", {}).get("completion_nll", {}).items():
+        base[(seed, task)].append(value)
+    mix_gain = {
+        (r["seed"], r["task"]): float(np.mean(base[(r["seed"], r["task"])])) - r["metrics"]["completion_nll"]
+        for r in runs
+        if r["condition"] == "t2l_written_mix" and "completion_nll" in r["metrics"] and base.get((r["seed"], r["task"]))
+    }
+    diffs = defaultdict(list)
+    for key, group in groups.items():
+        if len(group) < 2:
+            continue
+        pick = max(group, key=lambda p: p["similarity"])["gain_vs_base"]
+        average = float(np.mean([p["gain_vs_base"] for p in group]))
+        diffs["pick - average"].append(pick - average)
+        if key in mix_gain:
+            diffs["mix - average"].append(mix_gain[key] - average)
+            diffs["mix - pick"].append(mix_gain[key] - pick)
+    return {
+        name: {"mean": float(np.mean(d)), "better": int((np.array(d) > 0).sum()), "worse": int((np.array(d) < 0).sum()),
+               "groups": len(d)}
+        for name, d in diffs.items()
+    }  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -291,7 +311,7 @@ def report(values: dict, runs: list[dict], written: dict, args, results: Path) -
                      "writer": args.writer or "HuggingFaceTB/SmolLM2-135M-Instruct (default)",
                      "threshold": load_task_centroids().threshold},  # fmt: skip
         "pooled": table, "paired": diffs, "per_task_nll": per_task, "correlation": corr, "points": points,
-        "pick_vs_average": pick_vs_average(points),
+        "from_examples_modes": from_examples_modes(points, runs, values),
         "written": written,
     }  # fmt: skip
     results.mkdir(parents=True, exist_ok=True)
@@ -339,12 +359,15 @@ def markdown(data: dict) -> str:
             ci_text = f"[{ci[0]:+.2f}, {ci[1]:+.2f}]" if ci[0] is not None else "n/a"
             lines.append(f"- {key.replace('_', ' ')}: Spearman {c['spearman']:+.2f} (95% CI over tasks {ci_text}), "
                          f"Pearson {c['pearson']:+.2f}, {c['points']} runs over {c['tasks']} tasks")  # fmt: skip
-    pick = data.get("pick_vs_average") or {}
-    if pick:
-        lines += ["", f"`--pick` after the fact (the written candidate nearest to the training tasks vs the average "
-                  f"written candidate, NLL gain over base): {pick['mean']:+.3f} nats/token on average; the pick is "
-                  f"better in {pick['better']} and worse in {pick['worse']} of {pick['groups']} (seed, task) groups. "
-                  "The default (mixing the candidates' embeddings) is not compared here."]  # fmt: skip
+    modes = data.get("from_examples_modes") or {}
+    if modes:
+        lines += ["", "`t2l generate --from-examples`: the default mix of the written candidates, `--pick` (the "
+                  "candidate nearest to the training tasks) and the average candidate, as NLL gain over the base "
+                  "model per (seed, task) (positive: the first is better):", "",
+                  "| comparison | mean (nats/token) | first better | first worse | (seed, task) groups |",
+                  "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for name, m in modes.items():
+            lines.append(f"| {name} | {m['mean']:+.3f} | {m['better']} | {m['worse']} | {m['groups']} |")
     lines += ["", "Written descriptions (first seed):", ""]
     first = data["written"].get(str(s["seeds"][0]), {})
     for task, entry in first.items():
@@ -365,16 +388,18 @@ def plot(data: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     tasks = sorted(data["per_task_nll"])
-    width = 0.2
+    width = 0.8 / len(CONDITIONS)
     for i, c in enumerate(CONDITIONS):
         ys = [data["per_task_nll"][t].get(c, np.nan) for t in tasks]
-        axes[0].bar(np.arange(len(tasks)) + (i - 1.5) * width, ys, width, label=LABELS[c])
+        axes[0].bar(np.arange(len(tasks)) + (i - (len(CONDITIONS) - 1) / 2) * width, ys, width, label=LABELS[c],
+                    color=COLORS[c])  # fmt: skip
     axes[0].set_xticks(np.arange(len(tasks)), [t.split(".", 1)[1][:18] for t in tasks], rotation=60, ha="right",
                        fontsize=7)  # fmt: skip
     axes[0].set_ylabel("completion NLL (nats/token)")
     axes[0].legend(fontsize=7)
     axes[0].set_title("Held-out tasks: T2L by description source")
-    for source, color in (("t2l_human", "tab:orange"), ("t2l_written", "tab:blue")):
+    for source in ("t2l_human", "t2l_written"):
+        color = COLORS[source]
         pts = [p for p in data["points"] if p["source"] == source]
         axes[1].scatter([p["similarity"] for p in pts], [p["gain_vs_base"] for p in pts], color=color, s=18,
                         label=LABELS[source].split(", ")[1])  # fmt: skip
@@ -422,7 +447,8 @@ def main() -> int:
         written = write_descriptions(tasks, args, seed, folder)
         written_all[str(seed)] = written
         evaluate(args, args.collection, ["base", "t2l", "t2l_random"], folder / "human", seed, objects)
-        evaluate(args, written_collection(args.collection, written, folder), ["t2l"], folder / "written", seed, objects)
+        evaluate(args, written_collection(args.collection, written, folder), ["t2l", "t2l_mix"], folder / "written",
+                 seed, objects)  # fmt: skip
     values, runs = load_runs(args.out, args.seeds)
     data = report(values, runs, written_all, args, args.results)
     log(f"wrote {args.results}/describe_heldout.md, .json, .png")

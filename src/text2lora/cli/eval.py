@@ -32,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "prompt, a greedy reply, scored by the paper's rule (acc) and leniently (acc_lenient)",
     )
     parser.add_argument(
-        "--conditions", default="all", help=f"comma-separated, from: {', '.join(CONDITIONS)}; 'all' = every one possible"
+        "--conditions", default="all",
+        help=f"comma-separated, from: {', '.join(CONDITIONS)}; 'all' = every one possible except t2l_mix (one run "
+        "per task: the adapter of its held-out descriptions mixed with equal weights), which runs only when named",
     )
     parser.add_argument("--limit", type=positive_int, default=None, help="examples per task (a fixed sample for the seed)")
     parser.add_argument("--generation-limit", type=positive_int, default=None, help="examples per generation/code benchmark")

@@ -33,7 +33,7 @@ class AdapterSwitch:
         self.hypernetwork = hypernetwork
         self.keep_peft = keep_peft
         self._loaded: list[str] = []  # PEFT-folder adapters, oldest first
-        self._t2l_description: str | None = None
+        self._t2l_request: tuple | None = None  # (description(s), weights) of the loaded T2L adapter
 
     # ------------------------------------------------------------------------------------------ activation
 
@@ -113,12 +113,15 @@ class AdapterSwitch:
     def _load_t2l(self, ref: AdapterRef) -> None:
         if self.hypernetwork is None:
             raise ValueError("A T2L condition needs a hypernetwork; pass --t2l PATH.")
-        if self._t2l_description == ref.description:
+        request = (ref.description, ref.weights)
+        if self._t2l_request == request:
             return
         from ..integrations.transformers import load_description_adapter
 
-        load_description_adapter(self.model, ref.description, t2l=self.hypernetwork, adapter_name="t2l")
-        self._t2l_description = ref.description
+        description = list(ref.description) if isinstance(ref.description, tuple) else ref.description
+        weights = list(ref.weights) if ref.weights is not None else None
+        load_description_adapter(self.model, description, t2l=self.hypernetwork, adapter_name="t2l", weights=weights)
+        self._t2l_request = request
 
 
 def _is_tuner_layer(module) -> bool:

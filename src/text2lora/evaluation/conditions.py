@@ -4,7 +4,9 @@ A *condition* says what the model gets besides the test question: nothing, the t
 prompt, three solved examples, a multi-task LoRA, the task's own (oracle) LoRA, or a T2L adapter generated
 from a description that is the task's (held out from training), another task's, or a random string.
 A *run* is one condition applied to one task with one concrete description or adapter; conditions that
-depend on a description are run several times (`num_descriptions`) so the report can give mean and spread.
+depend on a description are run several times (`num_descriptions`) so the report can give mean and spread, except
+`t2l_mix`: one run with the adapter of the task's `num_descriptions` descriptions mixed with equal weights (what
+`t2l generate --from-examples` does with its candidates). `t2l_mix` runs only when named: `all` leaves it out.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ class Condition:
         description_in_prompt: the task description is given as the system message.
         num_fewshot: solved examples in the prompt (`None`: the run's `num_fewshot` setting).
         description_source: where descriptions come from (`"matched"`, `"other"`, `"random"`), if any.
+        mix: one run whose adapter mixes the condition's descriptions with equal weights, instead of one run each.
+        in_all: part of `--conditions all`.
     """
 
     name: str
@@ -35,6 +39,8 @@ class Condition:
     description_in_prompt: bool = False
     num_fewshot: int | None = 0
     description_source: str | None = None
+    mix: bool = False
+    in_all: bool = True
 
     @property
     def uses_descriptions(self) -> bool:
@@ -52,6 +58,8 @@ CONDITIONS: dict[str, Condition] = {
         Condition("t2l", "T2L (held-out desc.)", adapter="t2l", description_source="matched"),
         Condition("t2l_other", "T2L (other task's desc.)", adapter="t2l", description_source="other"),
         Condition("t2l_random", "T2L (random string)", adapter="t2l", description_source="random"),
+        Condition("t2l_mix", "T2L (held-out desc. mixed)", adapter="t2l", description_source="matched", mix=True,
+                  in_all=False),  # fmt: skip
     )
 }
 
@@ -67,7 +75,7 @@ def parse_conditions(spec: str | list[str] | None, available: dict[str, bool] | 
     (`available` maps condition name -> whether it can run, e.g. `t2l` needs a hypernetwork)."""
     available = available or {name: True for name in CONDITIONS}
     if spec is None or spec == "all":
-        return [c for name, c in CONDITIONS.items() if available.get(name, True)]
+        return [c for name, c in CONDITIONS.items() if c.in_all and available.get(name, True)]
     names = [n.strip() for n in spec.split(",")] if isinstance(spec, str) else list(spec)
     chosen: list[Condition] = []
     for name in filter(None, names):
@@ -88,17 +96,20 @@ _NEEDS = {
     "t2l": "pass --t2l PATH (a hypernetwork folder or name)",
     "t2l_other": "pass --t2l PATH (a hypernetwork folder or name)",
     "t2l_random": "pass --t2l PATH (a hypernetwork folder or name)",
+    "t2l_mix": "pass --t2l PATH (a hypernetwork folder or name)",
 }
 
 
 @dataclass(frozen=True)
 class AdapterRef:
-    """The adapter a run needs: a PEFT folder (`kind` "peft") or a T2L adapter from `description` ("t2l")."""
+    """The adapter a run needs: a PEFT folder (`kind` "peft") or a T2L adapter from `description` ("t2l"; several
+    descriptions with `weights`: their mix)."""
 
     kind: str
     name: str
     path: str | None = None
-    description: str | None = None
+    description: str | tuple[str, ...] | None = None
+    weights: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +122,7 @@ class RunSpec:
         variant: index among the condition's runs for this task (0 for single-run conditions).
         num_fewshot: solved examples in the prompt.
         system_instruction: text given as the system message (the description, for `description`).
-        description: the description behind this run (prompt or T2L input), if any.
+        description: the description behind this run (prompt or T2L input), if any; several for a mix.
         description_origin: `"<task>"` whose description it is, or `"random"`.
         adapter: the adapter to activate, or `None` for the bare base model.
     """
@@ -121,7 +132,7 @@ class RunSpec:
     variant: int
     num_fewshot: int
     system_instruction: str | None = None
-    description: str | None = None
+    description: str | tuple[str, ...] | None = None
     description_origin: str | None = None
     adapter: AdapterRef | None = None
 
@@ -130,7 +141,16 @@ class RunSpec:
         return f"{self.condition}__{_safe(self.task)}__{self.variant}"
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """As saved in results.json (a mix's descriptions and weights as lists, so a resumed run reads the same).
+        Fields added since runs were first saved are left out while unset, so those runs' fingerprints still match."""
+        return asdict(self, dict_factory=_saved_form)
+
+
+_ADDED_LATER = ("weights",)  # AdapterRef.weights (mixes)
+
+
+def _saved_form(items: list[tuple[str, object]]) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in items if not (k in _ADDED_LATER and v is None)}
 
 
 def _safe(name: str) -> str:
@@ -182,6 +202,11 @@ class RunPlanner:
             return [RunSpec(variant=0, adapter=AdapterRef("peft", adapter_name_for(task), str(path)), **base)]
         if not condition.uses_descriptions:
             return [RunSpec(variant=0, **base)]
+        if condition.mix:
+            texts = tuple(text for text, _ in self.descriptions(condition.description_source, task))
+            weights = tuple(1.0 / len(texts) for _ in texts)
+            adapter = AdapterRef("t2l", "t2l", description=texts, weights=weights)
+            return [RunSpec(variant=0, description=texts, description_origin=task, adapter=adapter, **base)]
         runs = []
         for variant, (text, origin) in enumerate(self.descriptions(condition.description_source, task)):
             adapter = AdapterRef("t2l", "t2l", description=text) if condition.adapter == "t2l" else None

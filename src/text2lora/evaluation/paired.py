@@ -21,6 +21,7 @@ DEFAULT_PAIRS = (
     ("t2l", "fewshot"),
     ("t2l", "mt_lora"),
     ("t2l", "oracle_lora"),
+    ("t2l_mix", "t2l"),
     ("description", "base"),
     ("fewshot", "base"),
     ("mt_lora", "base"),

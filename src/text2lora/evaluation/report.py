@@ -168,6 +168,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         task = results["tasks"].get(run["task"], {})
         metric = task.get("primary_metric", "")
         description = run.get("description") or ""
+        if isinstance(description, list):  # a mix of several
+            description = " + ".join(description)
         if len(description) > 70:
             description = description[:67] + "..."
         origin = f" ({run['description_origin']})" if run.get("description_origin") else ""

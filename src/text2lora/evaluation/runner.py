@@ -28,7 +28,7 @@ import torch
 
 from .adapter_switch import AdapterSwitch
 from .benchmarks import BENCHMARKS, load_task_configs, parse_benchmarks, resolve_benchmark_dir
-from .conditions import Condition, RunPlanner, RunSpec, parse_conditions
+from .conditions import CONDITIONS, Condition, RunPlanner, RunSpec, parse_conditions
 from .eval_config import EvalConfig
 from .run_store import RunStore, run_fingerprint
 from .samples import first_prompt, mean_metrics, prediction, select_examples
@@ -72,13 +72,9 @@ class EvalRunner:
         config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
-        available = {
-            "mt_lora": config.mt_lora is not None,
-            "oracle_lora": config.oracle_loras is not None,
-            "t2l": config.t2l is not None or self.hypernetwork is not None,
-            "t2l_other": config.t2l is not None or self.hypernetwork is not None,
-            "t2l_random": config.t2l is not None or self.hypernetwork is not None,
-        }
+        has_t2l = config.t2l is not None or self.hypernetwork is not None
+        available = {"mt_lora": config.mt_lora is not None, "oracle_lora": config.oracle_loras is not None}
+        available.update({name: has_t2l for name, c in CONDITIONS.items() if c.adapter == "t2l"})
         self.conditions = parse_conditions(config.conditions, available)
         if self.model is None:
             from ..base_models import load_base_model
