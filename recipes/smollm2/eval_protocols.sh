@@ -10,9 +10,14 @@
 # Resumable: every finished run (condition x benchmark x description) is saved in <out>/runs/ and `--resume`
 # reuses it, so rerunning this script continues where it stopped. Each benchmark is one `t2l eval` call under
 # `flock /tmp/t2l-heavy.lock` at nice 5, so heavy jobs on the shared machine take turns (one lock per ~15-60
-# minutes of work, not one for the whole night). Outputs: runs/smollm2/eval-protocols/<protocol>-seed<seed>/
+# minutes of work, not one for the whole night). Outputs: runs/smollm2/eval-protocols/<protocol>-seed<seed>-<dtype>/
 # (results.json, examples.jsonl, results.md, results.png), pooled tables in docs/results/eval-protocols/.
-# Settings can be overridden from the environment (LIMIT, SEEDS, PROTOCOLS, BENCHMARKS, OUT, TABLES, THREADS).
+# Settings can be overridden from the environment (LIMIT, SEEDS, PROTOCOLS, BENCHMARKS, OUT, TABLES, THREADS, DTYPE).
+#
+# DTYPE (the base model's; default auto): bfloat16 on a CPU with AMX or AVX512-BF16, where it is ~2.6x faster than
+# float32 for this model (measured: one ARC-Easy run of 100 questions, 17.6 s vs 46.6 s on one thread; 43 vs 44
+# acc_norm), float32 elsewhere (bfloat16 without those instructions is ~4x slower). Runs of each dtype go to their
+# own folders (<protocol>-seed<seed>-<dtype>) and tables pool one dtype only, so the two are never mixed.
 #
 # The code: the first start copies src/ of the checked-out commit (HEAD) to <out>/code/ and every call runs that
 # copy (PYTHONPATH), so a night-long measurement stays on one version of the code while the working tree changes
@@ -28,6 +33,11 @@ SEEDS=${SEEDS:-"0 1"}
 PROTOCOLS=${PROTOCOLS:-"loglik generative"}
 BENCHMARKS=${BENCHMARKS:-"arc_easy arc_challenge openbookqa piqa hellaswag winogrande boolq"}
 THREADS=${THREADS:-1}
+DTYPE=${DTYPE:-auto}
+if [[ $DTYPE == auto ]]; then
+    DTYPE=float32
+    grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && DTYPE=bfloat16
+fi
 LOCK=/tmp/t2l-heavy.lock
 T2L=text2lora/t2l-smollm2-135m-instruct
 MT_LORA=text2lora/mt-lora-smollm2-135m-instruct
@@ -56,15 +66,15 @@ total=$(( RUNS_PER_BENCHMARK * n_benchmarks ))
 
 eval_once() {  # protocol seed benchmarks(comma-separated) logfile
     nice -n 5 flock "$LOCK" "${T2L_CLI[@]}" eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks "$3" \
-        --protocol "$1" --conditions all --limit "$LIMIT" --seed "$2" --threads "$THREADS" \
-        --out "$OUT/$1-seed$2" --resume --quiet >> "$4" 2>&1
+        --protocol "$1" --conditions all --limit "$LIMIT" --seed "$2" --threads "$THREADS" --dtype "$DTYPE" \
+        --out "$OUT/$1-seed$2-$DTYPE" --resume --quiet >> "$4" 2>&1
 }
 
 tables() {  # pool whatever (protocol, seed) pairs are complete and write the side-by-side tables
     local loglik=() generative=()
     for seed in $SEEDS; do
-        if [[ -f "$OUT/loglik-seed$seed/COMPLETE" && -f "$OUT/generative-seed$seed/COMPLETE" ]]; then
-            loglik+=("$OUT/loglik-seed$seed"); generative+=("$OUT/generative-seed$seed")
+        if [[ -f "$OUT/loglik-seed$seed-$DTYPE/COMPLETE" && -f "$OUT/generative-seed$seed-$DTYPE/COMPLETE" ]]; then
+            loglik+=("$OUT/loglik-seed$seed-$DTYPE"); generative+=("$OUT/generative-seed$seed-$DTYPE")
         fi
     done
     (( ${#loglik[@]} )) || return 0
@@ -73,29 +83,29 @@ tables() {  # pool whatever (protocol, seed) pairs are complete and write the si
         >> "$OUT/logs/tables.log" 2>&1
     for protocol in loglik generative; do
         local dirs=("${loglik[@]}"); [[ $protocol == generative ]] && dirs=("${generative[@]}")
-        nice -n 5 "${T2L_CLI[@]}" eval-combine "${dirs[@]}" --out "$OUT/pooled-$protocol" >> "$OUT/logs/tables.log" 2>&1
+        nice -n 5 "${T2L_CLI[@]}" eval-combine "${dirs[@]}" --out "$OUT/pooled-$protocol-$DTYPE" >> "$OUT/logs/tables.log" 2>&1
     done
-    log "tables: $TABLES/protocols.md from ${#loglik[@]} seed(s) per protocol"
+    log "tables: $TABLES/protocols.md from ${#loglik[@]} seed(s) per protocol, $DTYPE"
 }
 
 trap 'log "stopped with an error (exit $?); see $OUT/logs/; rerun the script to continue"' ERR
 
-log "start: code $(cat "$OUT/code/COMMIT") ($PYTHONPATH); seeds [$SEEDS], protocols [$PROTOCOLS], $n_benchmarks benchmarks x $LIMIT examples, $total runs per (protocol, seed)"
+log "start: code $(cat "$OUT/code/COMMIT") ($PYTHONPATH); seeds [$SEEDS], protocols [$PROTOCOLS], $n_benchmarks benchmarks x $LIMIT examples, $total runs per (protocol, seed), $DTYPE"
 for seed in $SEEDS; do
     for protocol in $PROTOCOLS; do
-        dir="$OUT/$protocol-seed$seed"
+        dir="$OUT/$protocol-seed$seed-$DTYPE"
         if [[ -f "$dir/COMPLETE" ]]; then
             log "$protocol seed $seed: already complete"
             continue
         fi
         for benchmark in $BENCHMARKS; do
             started=$(date +%s)
-            eval_once "$protocol" "$seed" "$benchmark" "$OUT/logs/$protocol-seed$seed-$benchmark.log"
+            eval_once "$protocol" "$seed" "$benchmark" "$OUT/logs/$protocol-seed$seed-$DTYPE-$benchmark.log"
             done_runs=$( (find "$dir/runs" -name '*.json' 2>/dev/null || true) | wc -l)
             log "$protocol seed $seed: $benchmark done in $(( $(date +%s) - started )) s; $done_runs/$total runs saved"
         done
         # every run is saved now: one call over all benchmarks assembles results.json / results.md / results.png
-        eval_once "$protocol" "$seed" "$(tr ' ' ',' <<< "$BENCHMARKS")" "$OUT/logs/$protocol-seed$seed-all.log"
+        eval_once "$protocol" "$seed" "$(tr ' ' ',' <<< "$BENCHMARKS")" "$OUT/logs/$protocol-seed$seed-$DTYPE-all.log"
         touch "$dir/COMPLETE"
         log "$protocol seed $seed: complete ($dir/results.md)"
         tables || log "tables: failed, see $OUT/logs/tables.log"
