@@ -3,7 +3,9 @@
     python recipes/smollm2/compute_log.py OUTPUT_DIR COMMAND ...
 
 One row per run: start and end time, the global step before and after (from the checkpoints in OUTPUT_DIR),
-wall seconds and CPU seconds of the command (user + system, of the command's processes). Each session's run is one
+wall seconds and CPU seconds of the command (user + system, of the command's processes), threads, CPU, and the
+precision (`bf16-autocast` when the command sets `training.bf16=true`, else `float32`; rows written before this
+column existed were float32). Each session's run is one
 row, so the file adds up to the whole compute of a job that spans sessions. The row is rewritten every minute while
 the command runs, so a run killed with the session (SIGKILL included) still leaves its compute up to that minute.
 """
@@ -20,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-COLUMNS = ("start", "end", "step_from", "step_to", "wall_s", "cpu_s", "threads", "host_cpu")
+COLUMNS = ("start", "end", "step_from", "step_to", "wall_s", "cpu_s", "threads", "host_cpu", "precision")
 
 
 def last_step(output_dir: Path) -> int:
@@ -47,6 +49,8 @@ def cpu_seconds(pid: int) -> float:
 def write_row(log: Path, start: str, row: tuple) -> None:
     """Replace this run's row (keyed by its start time) in the log, atomically."""
     lines = log.read_text().splitlines() if log.exists() else ["\t".join(COLUMNS)]
+    if lines[0] != "\t".join(COLUMNS):  # a log from before the precision column: its runs were float32
+        lines = ["\t".join(COLUMNS)] + [line + "\tfloat32" * (len(COLUMNS) - len(line.split("\t"))) for line in lines[1:]]
     lines = [line for line in lines if not line.startswith(start + "\t")] + ["\t".join(map(str, row))]
     tmp = log.with_name(f".{log.name}.tmp-{os.getpid()}")
     tmp.write_text("\n".join(lines) + "\n")
@@ -59,6 +63,7 @@ def main() -> int:
     log = output_dir / "compute_log.tsv"
     start = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     step_from, t0, cpu = last_step(output_dir), time.monotonic(), 0.0
+    precision = "bf16-autocast" if "training.bf16=true" in command else "float32"
     child = subprocess.Popen(command)
     signal.signal(signal.SIGTERM, lambda *_: child.terminate())
     while True:
@@ -74,7 +79,7 @@ def main() -> int:
                 pass
         row = (start, datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), step_from,
                last_step(output_dir), f"{time.monotonic() - t0:.0f}", f"{cpu:.0f}",
-               os.environ.get("OMP_NUM_THREADS", "?"), cpu_model())
+               os.environ.get("OMP_NUM_THREADS", "?"), cpu_model(), precision)
         write_row(log, start, row)
         if code is not None:
             return code
