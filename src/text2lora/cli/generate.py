@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "any one of them. --pick instead uses the one candidate nearest to the training tasks (highest cosine "
         "similarity to its nearest training task; the first candidate if the hypernetwork has no task centroids): "
         "closer to what the hypernetwork was trained on, but it can favour a candidate that resembles the wrong "
-        "task. Which gives better adapters is not measured yet.",
+        "task. Measured on 10 held-out tasks (README): neither is better than the other.",
     )
     ex.add_argument(
         "--from-examples", metavar="FILE", default=None,
