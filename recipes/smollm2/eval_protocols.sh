@@ -2,7 +2,8 @@
 # Issue 13, item 4: the shipped default (text2lora/t2l-smollm2-135m-instruct) and its baselines on the seven
 # multiple-choice benchmarks under both protocols (log-likelihood and the paper's generative one), 100 examples
 # x 2 seeds, every condition (base, + description, 3-shot, multi-task LoRA, T2L held-out / other task's /
-# random-string descriptions); then both protocols side by side with paired differences and 95% CIs.
+# random-string descriptions); then both protocols side by side with paired differences and 95% CIs; then the
+# collection's 10 held-out tasks under every condition (completion NLL and exact match of free generation).
 #
 #   nohup bash recipes/smollm2/eval_protocols.sh > /dev/null 2>&1 &
 #   tail -f runs/smollm2/eval-protocols/progress.log
@@ -12,7 +13,8 @@
 # `flock /tmp/t2l-heavy.lock` at nice 5, so heavy jobs on the shared machine take turns (one lock per ~15-60
 # minutes of work, not one for the whole night). Outputs: runs/smollm2/eval-protocols/<protocol>-seed<seed>-<dtype>/
 # (results.json, examples.jsonl, results.md, results.png), pooled tables in docs/results/eval-protocols/.
-# Settings can be overridden from the environment (LIMIT, SEEDS, PROTOCOLS, BENCHMARKS, OUT, TABLES, THREADS, DTYPE).
+# Settings can be overridden from the environment (LIMIT, SEEDS, PROTOCOLS, BENCHMARKS, OUT, TABLES, THREADS, DTYPE,
+# COLLECTION, COLLECTION_LIMIT, COLLECTION_TASKS (space-separated), LOCK).
 #
 # DTYPE (the base model's; default auto): bfloat16 on a CPU with AMX or AVX512-BF16, where it is ~2.6x faster than
 # float32 for this model (measured: one ARC-Easy run of 100 questions, 17.6 s vs 46.6 s on one thread; 43 vs 44
@@ -38,7 +40,7 @@ if [[ $DTYPE == auto ]]; then
     DTYPE=float32
     grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && DTYPE=bfloat16
 fi
-LOCK=/tmp/t2l-heavy.lock
+LOCK=${LOCK:-/tmp/t2l-heavy.lock}
 T2L=text2lora/t2l-smollm2-135m-instruct
 MT_LORA=text2lora/mt-lora-smollm2-135m-instruct
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -111,4 +113,41 @@ for seed in $SEEDS; do
         tables || log "tables: failed, see $OUT/logs/tables.log"
     done
 done
+
+# The collection's 10 held-out validation tasks (never trained on), every condition, completion NLL and exact match
+# of free generation (--collection-generate; no protocol applies: their prompts are the tasks' own), one collection
+# task per `t2l eval` call under the lock, then one call that assembles the seed's results; both seeds pooled.
+COLLECTION=${COLLECTION:-$HOME/.cache/text2lora/data/collection}
+COLLECTION_LIMIT=${COLLECTION_LIMIT:-30}
+collection_once() {  # seed tasks(comma-separated) logfile
+    nice -n 5 flock "$LOCK" "${T2L_CLI[@]}" eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks none \
+        --collection "$COLLECTION" --collection-tasks "$2" --collection-generate --conditions all \
+        --limit "$COLLECTION_LIMIT" --seed "$1" --threads "$THREADS" --dtype "$DTYPE" \
+        --out "$OUT/collection-seed$1-$DTYPE" --resume --quiet >> "$3" 2>&1
+}
+if [[ -d "$COLLECTION/dataset" ]]; then
+    tasks=${COLLECTION_TASKS:-}
+    [[ -n $tasks ]] || tasks=$(.venv/bin/python -c "import datasets, sys; split = datasets.load_from_disk(sys.argv[1])['validation']
+print(' '.join(sorted(set(split['task']))))" "$COLLECTION/dataset")
+    collection_dirs=()
+    for seed in $SEEDS; do
+        dir="$OUT/collection-seed$seed-$DTYPE"
+        if [[ ! -f "$dir/COMPLETE" ]]; then
+            for task in $tasks; do
+                started=$(date +%s)
+                collection_once "$seed" "$task" "$OUT/logs/collection-seed$seed-$DTYPE-$task.log"
+                log "collection seed $seed: $task done in $(( $(date +%s) - started )) s"
+            done
+            collection_once "$seed" "$(tr ' ' ',' <<< "$tasks")" "$OUT/logs/collection-seed$seed-$DTYPE-all.log"
+            touch "$dir/COMPLETE"
+            log "collection seed $seed: complete ($dir/results.md)"
+        fi
+        collection_dirs+=("$dir")
+    done
+    mkdir -p "$TABLES"
+    nice -n 5 "${T2L_CLI[@]}" eval-combine "${collection_dirs[@]}" --out "$TABLES/collection" >> "$OUT/logs/tables.log" 2>&1 \
+        && log "tables: $TABLES/collection from $(wc -w <<< "$SEEDS") seed(s), $DTYPE"
+else
+    log "collection: $COLLECTION/dataset is missing (run t2l data build); held-out tasks skipped"
+fi
 log "finished"
