@@ -73,7 +73,8 @@ eval_once() {  # protocol seed benchmarks(comma-separated) logfile
 }
 
 tables() {  # pool whatever (protocol, seed) pairs are complete and write the side-by-side tables
-    local loglik=() generative=()
+    # local: the caller's loop variables are also called seed and protocol
+    local seed protocol dirs loglik=() generative=()
     for seed in $SEEDS; do
         if [[ -f "$OUT/loglik-seed$seed-$DTYPE/COMPLETE" && -f "$OUT/generative-seed$seed-$DTYPE/COMPLETE" ]]; then
             loglik+=("$OUT/loglik-seed$seed-$DTYPE"); generative+=("$OUT/generative-seed$seed-$DTYPE")
@@ -84,7 +85,7 @@ tables() {  # pool whatever (protocol, seed) pairs are complete and write the si
     nice -n 5 "${T2L_CLI[@]}" eval-protocols --loglik "${loglik[@]}" --generative "${generative[@]}" --out "$TABLES" \
         >> "$OUT/logs/tables.log" 2>&1
     for protocol in loglik generative; do
-        local dirs=("${loglik[@]}"); [[ $protocol == generative ]] && dirs=("${generative[@]}")
+        dirs=("${loglik[@]}"); [[ $protocol == generative ]] && dirs=("${generative[@]}")
         nice -n 5 "${T2L_CLI[@]}" eval-combine "${dirs[@]}" --out "$OUT/pooled-$protocol-$DTYPE" >> "$OUT/logs/tables.log" 2>&1
     done
     log "tables: $TABLES/protocols.md from ${#loglik[@]} seed(s) per protocol, $DTYPE"
