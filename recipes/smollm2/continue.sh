@@ -14,7 +14,7 @@ pgrep -f "learning_curve.py --watch" > /dev/null ||
 # twice, one thread), with losses within 0.01 of float32's; the weights and optimiser stay float32. Without those
 # instructions bfloat16 is slower than float32, so it is not used. The compute log records which one each run used.
 PRECISION=()
-grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && PRECISION=(--set training.bf16=true)
+[[ $(.venv/bin/python recipes/smollm2/fast_dtype.py) == bfloat16 ]] && PRECISION=(--set training.bf16=true)
 # Each run trains at most 30 minutes (max_minutes_per_run), checkpoints and exits; the next resumes from it.
 while true; do
   nice -n 19 .venv/bin/python recipes/smollm2/compute_log.py runs/smollm2/t2l-sft-continue \

@@ -219,6 +219,14 @@ def correlation(points: list[dict], key: str) -> dict:
     return {"spearman": spearman(x, y), "spearman_ci": ci, "pearson": pearson, "points": len(points), "tasks": len(tasks)}
 
 
+def base_nll(values: dict) -> dict[tuple[int, str], float]:
+    """(seed, task) -> the base model's mean completion NLL over that task's examples."""
+    by_run = defaultdict(list)
+    for (seed, task, _), value in values.get("base", {}).get("completion_nll", {}).items():
+        by_run[(seed, task)].append(value)
+    return {key: float(np.mean(v)) for key, v in by_run.items()}
+
+
 def similarity_points(runs: list[dict], values: dict) -> list[dict]:
     """One point per T2L run with a task description: nearest-task similarity and its NLL gains."""
     from text2lora import T2LModel
@@ -226,9 +234,7 @@ def similarity_points(runs: list[dict], values: dict) -> list[dict]:
 
     t2l = T2LModel.from_pretrained(DEFAULT)
     centroids = load_task_centroids(t2l)
-    per_run = defaultdict(list)
-    for (seed, task, example), value in values.get("base", {}).get("completion_nll", {}).items():
-        per_run[(seed, task)].append((example, value))
+    base = base_nll(values)
     random_runs = defaultdict(list)
     for run in runs:
         if run["condition"] == "t2l_random" and "completion_nll" in run["metrics"]:
@@ -237,8 +243,8 @@ def similarity_points(runs: list[dict], values: dict) -> list[dict]:
     for run in runs:
         if run["condition"] not in ("t2l_human", "t2l_written") or "completion_nll" not in run["metrics"]:
             continue
-        base = per_run.get((run["seed"], run["task"]))
-        if not base or not random_runs.get((run["seed"], run["task"])):
+        key = (run["seed"], run["task"])
+        if key not in base or not random_runs.get(key):
             continue
         nearest = nearest_training_tasks(t2l, run["description"], k=3, centroids=centroids)
         nll = run["metrics"]["completion_nll"]
@@ -246,8 +252,8 @@ def similarity_points(runs: list[dict], values: dict) -> list[dict]:
             "seed": run["seed"], "task": run["task"], "source": run["condition"], "variant": run["variant"],
             "description": run["description"], "similarity": nearest[0].similarity,
             "nearest": [list(n) for n in nearest], "far": centroids.is_far(nearest[0].similarity),
-            "gain_vs_base": float(np.mean([v for _, v in base])) - nll,
-            "gain_vs_random": float(np.mean(random_runs[(run["seed"], run["task"])])) - nll,
+            "gain_vs_base": base[key] - nll,
+            "gain_vs_random": float(np.mean(random_runs[key])) - nll,
         })  # fmt: skip
     return points
 
@@ -262,13 +268,11 @@ def from_examples_modes(points: list[dict], runs: list[dict], values: dict) -> d
     for point in points:
         if point["source"] == "t2l_written":
             groups[(point["seed"], point["task"])].append(point)
-    base = defaultdict(list)
-    for (seed, task, _), value in values.get("base", {}).get("completion_nll", {}).items():
-        base[(seed, task)].append(value)
+    base = base_nll(values)
     mix_gain = {
-        (r["seed"], r["task"]): float(np.mean(base[(r["seed"], r["task"])])) - r["metrics"]["completion_nll"]
+        (r["seed"], r["task"]): base[(r["seed"], r["task"])] - r["metrics"]["completion_nll"]
         for r in runs
-        if r["condition"] == "t2l_written_mix" and "completion_nll" in r["metrics"] and base.get((r["seed"], r["task"]))
+        if r["condition"] == "t2l_written_mix" and "completion_nll" in r["metrics"] and (r["seed"], r["task"]) in base
     }
     diffs = defaultdict(list)
     for key, group in groups.items():

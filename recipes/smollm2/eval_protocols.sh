@@ -36,10 +36,7 @@ PROTOCOLS=${PROTOCOLS:-"loglik generative"}
 BENCHMARKS=${BENCHMARKS:-"arc_easy arc_challenge openbookqa piqa hellaswag winogrande boolq"}
 THREADS=${THREADS:-1}
 DTYPE=${DTYPE:-auto}
-if [[ $DTYPE == auto ]]; then
-    DTYPE=float32
-    grep -qw -e amx_bf16 -e avx512_bf16 /proc/cpuinfo && DTYPE=bfloat16
-fi
+[[ $DTYPE == auto ]] && DTYPE=$(env -u PYTHONPATH .venv/bin/python recipes/smollm2/fast_dtype.py)
 LOCK=${LOCK:-/tmp/t2l-heavy.lock}
 T2L=text2lora/t2l-smollm2-135m-instruct
 MT_LORA=text2lora/mt-lora-smollm2-135m-instruct
@@ -66,10 +63,15 @@ RUNS_PER_BENCHMARK=15
 n_benchmarks=$(wc -w <<< "$BENCHMARKS")
 total=$(( RUNS_PER_BENCHMARK * n_benchmarks ))
 
+t2l_eval() {  # logfile seed out [more t2l eval arguments]: every condition, resumed, under the lock
+    local logfile=$1 seed=$2 out=$3
+    shift 3
+    nice -n 5 flock "$LOCK" "${T2L_CLI[@]}" eval --t2l "$T2L" --mt-lora "$MT_LORA" --conditions all --seed "$seed" \
+        --threads "$THREADS" --dtype "$DTYPE" --out "$out" --resume --quiet "$@" >> "$logfile" 2>&1
+}
+
 eval_once() {  # protocol seed benchmarks(comma-separated) logfile
-    nice -n 5 flock "$LOCK" "${T2L_CLI[@]}" eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks "$3" \
-        --protocol "$1" --conditions all --limit "$LIMIT" --seed "$2" --threads "$THREADS" --dtype "$DTYPE" \
-        --out "$OUT/$1-seed$2-$DTYPE" --resume --quiet >> "$4" 2>&1
+    t2l_eval "$4" "$2" "$OUT/$1-seed$2-$DTYPE" --benchmarks "$3" --protocol "$1" --limit "$LIMIT"
 }
 
 tables() {  # pool whatever (protocol, seed) pairs are complete and write the side-by-side tables
@@ -121,10 +123,8 @@ done
 COLLECTION=${COLLECTION:-$HOME/.cache/text2lora/data/collection}
 COLLECTION_LIMIT=${COLLECTION_LIMIT:-30}
 collection_once() {  # seed tasks(comma-separated) logfile
-    nice -n 5 flock "$LOCK" "${T2L_CLI[@]}" eval --t2l "$T2L" --mt-lora "$MT_LORA" --benchmarks none \
-        --collection "$COLLECTION" --collection-tasks "$2" --collection-generate --conditions all \
-        --limit "$COLLECTION_LIMIT" --seed "$1" --threads "$THREADS" --dtype "$DTYPE" \
-        --out "$OUT/collection-seed$1-$DTYPE" --resume --quiet >> "$3" 2>&1
+    t2l_eval "$3" "$1" "$OUT/collection-seed$1-$DTYPE" --benchmarks none --collection "$COLLECTION" \
+        --collection-tasks "$2" --collection-generate --limit "$COLLECTION_LIMIT"
 }
 if [[ -d "$COLLECTION/dataset" ]]; then
     tasks=${COLLECTION_TASKS:-}

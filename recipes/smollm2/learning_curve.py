@@ -187,10 +187,11 @@ def main() -> int:
     args = parser.parse_args()
     evaluate(DEFAULT, "t2l,t2l_random,mt_lora,base", args.out / "step-0", args.limit, args.seed)
     while True:
+        done = [int(p.name[5:]) for p in args.out.glob("step-*") if (p / "results.json").is_file()]
         for step, path in checkpoints(args.run).items():  # points at least `every` steps from every other point
-            done = [int(p.name[5:]) for p in args.out.glob("step-*") if (p / "results.json").is_file()]
             if all(abs(step - other) >= args.every for other in done):
                 evaluate(str(path), "t2l", args.out / f"step-{step}", args.limit, args.seed)
+                done.append(step)
         rows = build_table(args.out)
         write_outputs(rows, reference_lines(args.out), args.results)
         print(f"[curve] {len(rows)} point(s): {args.results / 'learning_curve.md'}", flush=True)

@@ -264,12 +264,8 @@ def adapter_card(adapter: Any, *, repo_id: str | None = None, tags: Sequence[str
     else:
         source, descriptions = "a precomputed task embedding", []
     b_factors = [t for k, t in adapter.state_dict.items() if ".lora_B." in k]
-    nearest = list(getattr(adapter, "nearest_tasks", None) or [])
-    far = None
-    if nearest:
-        from .nearest_tasks import adapter_far_warning
+    from .nearest_tasks import adapter_far_warning
 
-        far = adapter_far_warning(adapter)
     return str(
         _render(
             ADAPTER_CARD_TEMPLATE,
@@ -281,8 +277,8 @@ def adapter_card(adapter: Any, *, repo_id: str | None = None, tags: Sequence[str
             repo_ref=repo_id or "path/to/this/adapter",
             source=source,
             descriptions=[d.replace("\n", " ") for d in descriptions],
-            nearest_tasks=[(name, f"{similarity:.2f}") for name, similarity in nearest],
-            far_warning=far,
+            nearest_tasks=[(name, f"{similarity:.2f}") for name, similarity in adapter.nearest_tasks],
+            far_warning=adapter_far_warning(adapter),
             zero_update=bool(b_factors) and not any(bool(t.detach().any()) for t in b_factors),
             lora_r=config.r,
             lora_alpha=f"{config.lora_alpha:g}",

@@ -618,7 +618,7 @@ class T2LModel(T2LPreTrainedModel):
         model._task_centroids_read = False  # the checkpoint's task centroids, read on first use
         if location != str(pretrained_model_name_or_path):
             model.config._name_or_path = model.name_or_path = str(pretrained_model_name_or_path)
-        if "dtype" not in kwargs and "torch_dtype" not in kwargs and not _runs_fast_in(model.dtype, model.device):
+        if "dtype" not in kwargs and "torch_dtype" not in kwargs and not runs_fast_in(model.dtype, model.device):
             # Stored in half precision (the shipped default is bfloat16) but this CPU has no instructions for it,
             # where it is ~4x slower than float32: compute in float32 (exact upcast). Pass `dtype=` to choose.
             model = model.float()
@@ -628,7 +628,7 @@ class T2LModel(T2LPreTrainedModel):
 _STRICT_KEYS = ("missing_keys", "unexpected_keys", "mismatched_keys")
 
 
-def _runs_fast_in(dtype: torch.dtype, device: torch.device) -> bool:
+def runs_fast_in(dtype: torch.dtype, device: torch.device) -> bool:
     """Whether `device` computes in `dtype` natively: float32 always; on a CPU, bfloat16 only with AVX512-BF16 or
     AMX (elsewhere PyTorch emulates it, slower than float32) and float16 never; accelerators: as they report."""
     if dtype == torch.float32 or device.type != "cpu":
