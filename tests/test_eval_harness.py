@@ -246,6 +246,44 @@ def test_resume_reuses_finished_runs(full_run, adapters, collection_dir, tiny_ba
     assert [r["wall_s"] for r in resumed["runs"]] == [r["wall_s"] for r in full_run["results"]["runs"]]
 
 
+def test_resume_keys_saved_runs_by_content_not_by_name_or_path(full_run, collection_dir, tiny_base_dir, tmp_path):
+    """A hypernetwork, an adapter folder or a base model changed under the same name and path is never mistaken
+    for the old one: only the runs that depend on what changed are computed again, the rest are reused."""
+    import copy
+
+    mt = _save_lora(tiny_base_dir, tmp_path / "mt_lora", seed=1)
+    settings = dict(conditions=["base", "mt_lora", "t2l"], benchmarks=["arc_easy"], collection=None, resume=True)
+    config = _config(tmp_path / "out", {"mt": mt, "oracles": None}, collection_dir, oracle_loras=None, **settings)
+
+    def run(hypernetwork, model=None):  # each run's fingerprint and the inode of its saved file (new when saved again)
+        model = model or _load(tiny_base_dir)[0]
+        result = EvalRunner(config, model=model, tokenizer=full_run["tokenizer"], hypernetwork=hypernetwork).run()
+        saved = {path.stem: path.stat().st_ino for path in (tmp_path / "out" / "runs").glob("*.json")}
+        return {
+            (r["condition"], r["variant"]): (r["fingerprint"], saved[f"{r['condition']}__arc_easy__{r['variant']}"])
+            for r in result["runs"]
+        }
+
+    first = run(full_run["t2l"])
+    assert run(full_run["t2l"]) == first  # nothing changed: every run reused
+
+    _save_lora(tiny_base_dir, mt, seed=3)  # the adapter retrained in place: same folder, new weights
+    retrained = copy.deepcopy(full_run["t2l"])  # the hypernetwork retrained: same name ("tiny"), new weights
+    with torch.no_grad():
+        next(iter(retrained.heads.values())).bias.add_(0.01)
+    second = run(retrained)
+    assert second[("base", 0)] == first[("base", 0)]
+    for key in second:
+        if key[0] != "base":
+            assert second[key][0] != first[key][0] and second[key][1] != first[key][1], key
+
+    model = _load(tiny_base_dir)[0]
+    with torch.no_grad():
+        next(model.parameters()).add_(0.01)  # a different base model under the same name
+    third = run(retrained, model)
+    assert all(third[key][0] != second[key][0] for key in third)
+
+
 def test_cli_runs_base_and_fewshot(tiny_base_dir, tmp_path, capsys):
     import shutil
 

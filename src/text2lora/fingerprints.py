@@ -1,5 +1,6 @@
 """Fingerprints of hypernetworks: a content hash of a `T2LModel` or of a saved folder (the same hash for both), and
-the `HypernetworkIdentity` an adapter key is built from (`pipeline.adapter_key`).
+the `HypernetworkIdentity` an adapter key is built from (`pipeline.adapter_key`); content hashes of named tensors
+and of files (a base model's weights, a PEFT adapter folder), which key `t2l eval`'s saved runs.
 
 Two copies of one checkpoint share a fingerprint; a retrained one never does. A saved folder is hashed from its
 files without building the model, once per process per version of its files.
@@ -46,12 +47,16 @@ class _Hasher:
         self._hash.update(json.dumps(_t2l_fields(config), sort_keys=True, default=str).encode())
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
-        tensor = tensor.detach().to("cpu").contiguous()
-        self._hash.update(f"{name}|{tensor.dtype!s}|{tuple(tensor.shape)}".encode())
-        self._hash.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
+        _hash_tensor(self._hash, name, tensor)
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+def _hash_tensor(hasher, name: str, tensor: torch.Tensor) -> None:
+    tensor = tensor.detach().to("cpu").contiguous()
+    hasher.update(f"{name}|{tensor.dtype!s}|{tuple(tensor.shape)}".encode())
+    hasher.update(memoryview(tensor.reshape(-1).view(torch.uint8).numpy()))
 
 
 def _state_token(model) -> tuple:
@@ -77,6 +82,42 @@ def model_fingerprint(model) -> str:
         hasher.add(name, tensor)
     fingerprint = hasher.hexdigest()
     model._t2l_cache_fingerprint = (token, fingerprint)
+    return fingerprint
+
+
+def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash of named tensors (each one's name, dtype, shape and bytes, in name order): what
+    `t2l eval --resume` keys a saved run's base model by."""
+    hasher = hashlib.sha256()
+    for name in sorted(tensors):
+        _hash_tensor(hasher, name, tensors[name])
+    return hasher.hexdigest()
+
+
+_FILE_FINGERPRINTS: dict[tuple, str] = {}
+
+
+def files_fingerprint(folder: str | os.PathLike, names: tuple[str, ...]) -> str:
+    """sha256 over the bytes of the named files of `folder` that exist (a PEFT adapter folder: its config and
+    weights), computed once per process per version of those files."""
+    folder = Path(folder)
+    files = [folder / name for name in names if (folder / name).is_file()]
+    if not files:
+        raise FileNotFoundError(f"None of {list(names)} in {folder}.")
+    stamp = tuple(_file_stamp(f) for f in files)
+    with _FOLDER_FINGERPRINTS_LOCK:
+        known = _FILE_FINGERPRINTS.get(stamp)
+    if known is not None:
+        return known
+    hasher = hashlib.sha256()
+    for file in files:
+        hasher.update(f"{file.name}|{file.stat().st_size}|".encode())
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 24):
+                hasher.update(chunk)
+    fingerprint = hasher.hexdigest()
+    with _FOLDER_FINGERPRINTS_LOCK:
+        _FILE_FINGERPRINTS[stamp] = fingerprint
     return fingerprint
 
 
@@ -160,8 +201,10 @@ def identify(t2l: HypernetworkLike | HypernetworkIdentity, name: str | None = No
 
 __all__ = [
     "HypernetworkIdentity",
+    "files_fingerprint",
     "folder_fingerprint",
     "identify",
     "model_fingerprint",
+    "tensors_fingerprint",
     "remembered_folder_fingerprint",
 ]

@@ -22,13 +22,17 @@ PLOT_FILE = "results.png"
 RUNS_DIR = "runs"
 
 
-def run_fingerprint(config: EvalConfig, entry: TaskEntry, spec: RunSpec) -> str:
-    """What a saved run depends on: a saved run is reused only when this matches."""
+def run_fingerprint(config: EvalConfig, entry: TaskEntry, spec: RunSpec, content: dict[str, str]) -> str:
+    """What a saved run depends on: a saved run is reused only when this matches.
+
+    `content` holds content hashes, not names or paths, of what the run's numbers come from: `"base_model"`
+    (its weights as loaded), `"adapter"` (the hypernetwork for a T2L run, the adapter folder's files for a PEFT
+    run; absent for the bare model). A hypernetwork or adapter retrained in place is never mistaken for the old one.
+    """
     payload = {
         "spec": spec.to_dict(),
         "samples": entry.samples,
-        "base_model": config.base_model,
-        "t2l": config.t2l if spec.adapter is not None and spec.adapter.kind == "t2l" else None,
+        "content": content,
         "chat_template": config.chat_template,
         "seed": config.seed,
         "max_gen_toks": config.max_gen_toks,

@@ -65,6 +65,7 @@ class EvalRunner:
         self.conditions: list[Condition] = []
         self.tasks: list[TaskEntry] = []
         self.store = RunStore(config.output_dir, config.resume)
+        self._base_fingerprint: str | None = None
 
     # -------------------------------------------------------------------------------------------- set-up
 
@@ -219,7 +220,7 @@ class EvalRunner:
 
         for part in entry.configs:  # builds the tasks and fixes the examples before the fingerprint
             self._task_object(entry, part, spec.num_fewshot)
-        fingerprint = run_fingerprint(self.config, entry, spec)
+        fingerprint = run_fingerprint(self.config, entry, spec, self._content(spec))
         cached = self.store.load(spec, fingerprint)
         if cached is not None:
             return cached
@@ -260,6 +261,21 @@ class EvalRunner:
         self.store.save(spec, record, run_examples)
         return record, run_examples
 
+    def _content(self, spec: RunSpec) -> dict[str, str]:
+        """Content hashes of what `spec` runs on, for `run_fingerprint` (computed only when runs are saved)."""
+        from ..fingerprints import files_fingerprint, model_fingerprint, tensors_fingerprint
+
+        if self.store.output_dir is None:
+            return {}
+        if self._base_fingerprint is None:
+            self._base_fingerprint = tensors_fingerprint(_base_weights(self.model))
+        content = {"base_model": self._base_fingerprint}
+        if spec.adapter is not None and spec.adapter.kind == "t2l":
+            content["adapter"] = model_fingerprint(self.hypernetwork)
+        elif spec.adapter is not None:
+            content["adapter"] = files_fingerprint(spec.adapter.path, PEFT_ADAPTER_FILES)
+        return content
+
     def _examples(self, entry: TaskEntry, spec: RunSpec, samples: dict[str, list[dict]]) -> list[dict]:
         by_id: dict[str, dict] = {}
         for cfg in entry.configs.values():
@@ -278,6 +294,15 @@ class EvalRunner:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def _base_weights(model) -> dict[str, torch.Tensor]:
+    """The base model's own tensors, named as in the unwrapped model: adapter layers injected by earlier runs
+    (`lora_*`, PEFT's `.base_layer` renaming) neither enter nor change the base model's fingerprint."""
+    return {name.replace(".base_layer", ""): tensor for name, tensor in model.state_dict().items() if "lora_" not in name}
+
 
 
 def _hflm_with_system_message():
