@@ -3,12 +3,16 @@ validation tasks (never trained on), with fixed examples and held-out descriptio
 
     python recipes/smollm2/learning_curve.py            # evaluate new checkpoints once, write table + plot
     python recipes/smollm2/learning_curve.py --watch    # keep doing so as training writes checkpoints
+    python recipes/smollm2/learning_curve.py --seed 5 --steps 329 --out runs/smollm2/curve-seed5 \
+        --results runs/smollm2/curve-seed5 --start V1_FOLDER     # one checkpoint again, on fresh examples
 
 Every point is one `t2l eval` run (completion NLL and greedy exact match, `--collection-generate`) on the same
 examples (seed 2: neither the variant choice's seed 0 nor the README's seed 1), 2 held-out descriptions per task.
-Step 0 is the shipped default; its run also holds the reference lines: the base model, the packaged multi-task
-LoRA and the default with random strings. Differences are paired per example, pooled as the mean of task means,
-with 95% bootstrap CIs stratified by task. Only validation tasks are used: no checkpoint is chosen on benchmarks.
+Step 0 is the default the run started from (v1, shipped until checkpoint 329 replaced it; its weights are in git
+at commit 44e2b14, src/text2lora/default_checkpoint/); its run also holds the reference lines: the base model, the
+packaged multi-task LoRA and v1 with random strings. The default shipped now is scored too, in a folder named by
+its content hash (`shipped-<sha256[:12]>`), so a replaced default is never read back stale. Differences are
+paired per example, pooled as the mean of task means, with 95% bootstrap CIs stratified by task. Only validation tasks are used: no checkpoint is chosen on benchmarks.
 """
 
 from __future__ import annotations
@@ -57,6 +61,16 @@ def evaluate(t2l: str, conditions: str, out: Path, limit: int, seed: int) -> Non
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+def shipped_point(out: Path, limit: int, seed: int) -> Path:
+    """The shipped default (packaged, bfloat16) on the curve's examples, keyed by the content of its weights."""
+    from text2lora.fingerprints import remembered_folder_fingerprint
+    from text2lora.packaged import resolve_checkpoint
+
+    folder = out / f"shipped-{remembered_folder_fingerprint(resolve_checkpoint(DEFAULT))[:12]}"
+    evaluate(DEFAULT, "t2l", folder, limit, seed)
+    return folder
+
+
 def per_example(run_dir: Path) -> dict[str, dict[str, dict[tuple[str, str], float]]]:
     """condition -> metric -> (task, example) -> value averaged over description variants."""
     values: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -88,15 +102,16 @@ def paired(a: dict, b: dict) -> tuple[float, float, float, int]:
     return mean, low, high, len(shared)
 
 
-def build_table(out: Path) -> list[dict]:
+def build_table(out: Path, shipped: Path | None = None) -> list[dict]:
+    """One row per evaluated checkpoint (by step), then the shipped default's row (`step` None) if given."""
     reference = per_example(out / "step-0")
+    points = [(int(d.name.split("-")[1]), d) for d in out.glob("step-*") if (d / "results.json").is_file()]
+    if shipped is not None and (shipped / "results.json").is_file():
+        points.append((None, shipped))
     rows = []
-    for step_dir in sorted(out.glob("step-*"), key=lambda p: int(p.name.split("-")[1])):
-        if not (step_dir / "results.json").is_file():
-            continue
-        step = int(step_dir.name.split("-")[1])
+    for step, step_dir in sorted(points, key=lambda p: float("inf") if p[0] is None else p[0]):
         t2l = per_example(step_dir)["t2l"]
-        row = {"step": step, "sequences": FIRST_RUN_SEQUENCES + SEQUENCES_PER_STEP * step}
+        row = {"step": step, "sequences": None if step is None else FIRST_RUN_SEQUENCES + SEQUENCES_PER_STEP * step}
         for metric in ("completion_nll", "exact_match"):
             row[metric] = pooled(t2l[metric])
             for other, values in (("default", reference["t2l"][metric]), ("mt_lora", reference["mt_lora"][metric])):
@@ -109,7 +124,7 @@ def build_table(out: Path) -> list[dict]:
 
 def reference_lines(out: Path) -> dict[str, dict[str, float]]:
     reference = per_example(out / "step-0")
-    return {c: {m: pooled(reference[c][m]) for m in ("completion_nll", "exact_match")} for c in REFERENCES}
+    return {c: {m: pooled(reference[c][m]) for m in ("completion_nll", "exact_match")} for c in REFERENCES if c in reference}
 
 
 def write_outputs(rows: list[dict], references: dict, results: Path) -> None:
@@ -121,19 +136,22 @@ def write_outputs(rows: list[dict], references: dict, results: Path) -> None:
         "Made by `recipes/smollm2/learning_curve.py`: the 10 held-out validation tasks of the collection, seed 2,",
         "2 held-out descriptions per task; completion NLL (nats/token, lower is better) and greedy exact match (%).",
         "Differences are paired per example, mean of task means, 95% bootstrap CI stratified by task. Step 0 is the",
-        "shipped default (650 GPU steps of 64 sequences = 41,600 sequences); each CPU step adds 8 sequences.",
+        "default the run started from (v1: 650 GPU steps of 64 sequences = 41,600 sequences; \"vs v1\" below); each",
+        "CPU step adds 8 sequences. The checkpoints are scored in float32; the last row, if any, is the default shipped",
+        "now as packaged (bfloat16 weights).",
         "",
-        "| step | sequences | NLL | NLL vs default | NLL vs multi-task LoRA | exact match | EM vs default | EM vs multi-task LoRA |",
+        "| step | sequences | NLL | NLL vs v1 | NLL vs multi-task LoRA | exact match | EM vs v1 | EM vs multi-task LoRA |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
+        step, sequences = ("shipped now", "") if r["step"] is None else (r["step"], f"{r['sequences']:,}")
         lines.append(
-            f"| {r['step']} | {r['sequences']:,} | {r['completion_nll']:.3f} | {fmt(r['completion_nll_vs_default'])} | "
+            f"| {step} | {sequences} | {r['completion_nll']:.3f} | {fmt(r['completion_nll_vs_default'])} | "
             f"{fmt(r['completion_nll_vs_mt_lora'])} | {100 * r['exact_match']:.1f} | "
             f"{fmt(r['exact_match_vs_default'], 100)} | {fmt(r['exact_match_vs_mt_lora'], 100)} |"
         )
     lines += ["", "Reference lines (fixed, on the same examples):", ""]
-    labels = {"base": "base model", "mt_lora": "multi-task LoRA (packaged)", "t2l_random": "shipped default, random strings"}
+    labels = {"base": "base model", "mt_lora": "multi-task LoRA (packaged)", "t2l_random": "v1, random strings"}
     for name, values in references.items():
         lines.append(f"- {labels[name]}: NLL {values['completion_nll']:.3f}, exact match {100 * values['exact_match']:.1f}")
     with atomic_file(results / "learning_curve.md") as handle:
@@ -150,6 +168,7 @@ def plot(rows: list[dict], references: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    rows = [r for r in rows if r["step"] is not None]  # the checkpoints; the shipped default is one of them
     x = [r["sequences"] for r in rows]
     for ax, metric, scale, label in ((axes[0], "completion_nll", 1, "completion NLL (nats/token)"),
                                      (axes[1], "exact_match", 100, "greedy exact match (%)")):
@@ -165,7 +184,7 @@ def plot(rows: list[dict], references: dict, path: Path) -> None:
             ax.axhline(scale * values[metric], color=color, linestyle=style, label=name.replace("_", " "))
         ax.set_xlabel("training sequences seen")
         ax.set_ylabel(label)
-        ax.set_title(label.split(" (")[0] + f" (step 0 = shipped default, {base_y:.2f})")
+        ax.set_title(label.split(" (")[0] + f" (step 0 = v1 default, {base_y:.2f})")
     axes[0].legend(fontsize=8)
     fig.suptitle("Continued T2L-SFT on the CPU: 10 held-out validation tasks (error bars: 95% CI of the paired change)")
     fig.tight_layout()
@@ -183,16 +202,27 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--every", type=int, default=100,
                         help="evaluate a checkpoint only if it is at least this many steps from every evaluated one")
+    parser.add_argument("--steps", type=lambda v: {int(x) for x in v.split(",")},
+                        help="evaluate only these checkpoints (comma-separated steps), e.g. to re-check one on other examples")
+    parser.add_argument("--start", type=Path, help="the hypernetwork the run started from (v1), for step 0")
     parser.add_argument("--watch", action="store_true", help="keep evaluating new checkpoints (poll every 5 min)")
     args = parser.parse_args()
-    evaluate(DEFAULT, "t2l,t2l_random,mt_lora,base", args.out / "step-0", args.limit, args.seed)
+    if not (args.out / "step-0" / "results.json").is_file():
+        if args.start is None:
+            parser.error("step 0 is the v1 default, no longer packaged: extract it with `git archive 44e2b14 "
+                         "src/text2lora/default_checkpoint | tar -x -C /tmp/v1` and pass "
+                         "--start /tmp/v1/src/text2lora/default_checkpoint")
+        evaluate(str(args.start), "t2l,t2l_random,mt_lora,base", args.out / "step-0", args.limit, args.seed)
+    shipped = shipped_point(args.out, args.limit, args.seed)
     while True:
         done = [int(p.name[5:]) for p in args.out.glob("step-*") if (p / "results.json").is_file()]
         for step, path in checkpoints(args.run).items():  # points at least `every` steps from every other point
+            if args.steps is not None and step not in args.steps:
+                continue
             if all(abs(step - other) >= args.every for other in done):
                 evaluate(str(path), "t2l", args.out / f"step-{step}", args.limit, args.seed)
                 done.append(step)
-        rows = build_table(args.out)
+        rows = build_table(args.out, shipped)
         write_outputs(rows, reference_lines(args.out), args.results)
         print(f"[curve] {len(rows)} point(s): {args.results / 'learning_curve.md'}", flush=True)
         if not args.watch:

@@ -3,6 +3,9 @@
 Casts the weights to bfloat16 (the L variant is 36 MB in float32; the package allows 25 MB), writes config,
 weights, the evaluation results and a model card (with the notes in TRAINING_NOTES.md appended) into
 `src/text2lora/default_checkpoint/` through a temporary folder, so a failed run leaves the old one in place.
+Everything else already there is carried over unchanged: the packaged multi-task LoRA (`mt_lora/`) and the
+training tasks' centroids (`task_centroids.safetensors`: the same encoder and training descriptions, so the same
+for a continued run; the checkpoint's own copy is used only when the package has none).
 
     python recipes/smollm2/package_default.py CHECKPOINT_DIR [EVAL_RESULTS.json]
 """
@@ -18,7 +21,8 @@ from pathlib import Path
 HERE = Path(__file__).parent
 TARGET = HERE.parents[1] / "src" / "text2lora" / "default_checkpoint"
 REPO_ID = "text2lora/t2l-smollm2-135m-instruct"
-KEEP = ("config.json", "model.safetensors", "README.md", "eval_results.json", "task_centroids.safetensors")
+WRITE = ("config.json", "model.safetensors", "README.md", "eval_results.json")  # replaced by the new checkpoint's
+CENTROIDS = "task_centroids.safetensors"
 
 
 def main(checkpoint: str, eval_file: str | None = None) -> None:
@@ -36,9 +40,14 @@ def main(checkpoint: str, eval_file: str | None = None) -> None:
                         + "\n" + (HERE / "TRAINING_NOTES.md").read_text())
         final = Path(tmp) / "final"
         final.mkdir()
-        for name in KEEP:
+        for name in WRITE:
             if (staging / name).is_file():
                 shutil.copy2(staging / name, final / name)
+        for entry in TARGET.iterdir() if TARGET.exists() else ():
+            if entry.name not in WRITE:
+                (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, final / entry.name)
+        if not (final / CENTROIDS).is_file() and (staging / CENTROIDS).is_file():
+            shutil.copy2(staging / CENTROIDS, final / CENTROIDS)
         old = Path(tmp) / "old"
         if TARGET.exists():
             TARGET.rename(old)
