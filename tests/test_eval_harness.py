@@ -13,6 +13,7 @@ import torch
 from text2lora.evaluation.benchmarks import BENCHMARKS, load_task_configs
 from text2lora.evaluation.eval_config import EvalConfig
 from text2lora.evaluation.runner import EvalRunner
+from text2lora.fingerprints import model_fingerprint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 DATA = FIXTURES / "benchmarks"
@@ -282,6 +283,9 @@ def test_resume_keys_saved_runs_by_content_not_by_name_or_path(full_run, collect
         next(model.parameters()).add_(0.01)  # a different base model under the same name
     third = run(retrained, model)
     assert all(third[key][0] != second[key][0] for key in third)
+    saved = {r["condition"]: r["content"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    assert saved["base"] == {"base_model": saved["t2l"]["base_model"]}  # the records say what they ran on
+    assert saved["t2l"]["adapter"] == model_fingerprint(retrained) != model_fingerprint(full_run["t2l"])
 
 
 def test_cli_runs_base_and_fewshot(tiny_base_dir, tmp_path, capsys):

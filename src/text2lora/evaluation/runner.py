@@ -220,7 +220,8 @@ class EvalRunner:
 
         for part in entry.configs:  # builds the tasks and fixes the examples before the fingerprint
             self._task_object(entry, part, spec.num_fewshot)
-        fingerprint = run_fingerprint(self.config, entry, spec, self._content(spec))
+        content = self._content(spec)
+        fingerprint = run_fingerprint(self.config, entry, spec, content)
         cached = self.store.load(spec, fingerprint)
         if cached is not None:
             return cached
@@ -257,6 +258,7 @@ class EvalRunner:
             "wall_s": round(wall, 3),
             "example_prompt": prompt,
             "fingerprint": fingerprint,
+            "content": content,  # sha256 of the base model's weights and of the adapter / hypernetwork
         }
         self.store.save(spec, record, run_examples)
         return record, run_examples
