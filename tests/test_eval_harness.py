@@ -256,9 +256,9 @@ def test_resume_keys_saved_runs_by_content_not_by_name_or_path(full_run, collect
     settings = dict(conditions=["base", "mt_lora", "t2l"], benchmarks=["arc_easy"], collection=None, resume=True)
     config = _config(tmp_path / "out", {"mt": mt, "oracles": None}, collection_dir, oracle_loras=None, **settings)
 
-    def run(hypernetwork, model=None):  # each run's fingerprint and the inode of its saved file (new when saved again)
-        model = model or _load(tiny_base_dir)[0]
-        result = EvalRunner(config, model=model, tokenizer=full_run["tokenizer"], hypernetwork=hypernetwork).run()
+    def run(hypernetwork, model=None, tokenizer=None):  # each run's fingerprint and the inode of its saved file
+        model, tokenizer = model or _load(tiny_base_dir)[0], tokenizer or full_run["tokenizer"]
+        result = EvalRunner(config, model=model, tokenizer=tokenizer, hypernetwork=hypernetwork).run()
         saved = {path.stem: path.stat().st_ino for path in (tmp_path / "out" / "runs").glob("*.json")}
         return {
             (r["condition"], r["variant"]): (r["fingerprint"], saved[f"{r['condition']}__arc_easy__{r['variant']}"])
@@ -284,8 +284,17 @@ def test_resume_keys_saved_runs_by_content_not_by_name_or_path(full_run, collect
     third = run(retrained, model)
     assert all(third[key][0] != second[key][0] for key in third)
     saved = {r["condition"]: r["content"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
-    assert saved["base"] == {"base_model": saved["t2l"]["base_model"]}  # the records say what they ran on
+    assert set(saved["base"]) == {"base_model", "tokenizer"}  # the records say what they ran on
+    assert saved["base"]["base_model"] == saved["t2l"]["base_model"] != saved["mt_lora"]["adapter"]
     assert saved["t2l"]["adapter"] == model_fingerprint(retrained) != model_fingerprint(full_run["t2l"])
+
+    tokenizer = copy.deepcopy(full_run["tokenizer"])
+    tokenizer.add_tokens(["<new-token>"])  # another tokenizer under the same name
+    assert all(run(retrained, model, tokenizer)[key][0] != third[key][0] for key in third)
+    again = {r["condition"]: r["content"] for r in json.loads((tmp_path / "out" / "results.json").read_text())["runs"]}
+    # the same model, now carrying the adapters the last run injected: its base weights hash as before
+    assert again["base"]["base_model"] == saved["base"]["base_model"]
+    assert again["base"]["tokenizer"] != saved["base"]["tokenizer"]
 
 
 def test_cli_runs_base_and_fewshot(tiny_base_dir, tmp_path, capsys):

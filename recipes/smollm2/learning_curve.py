@@ -41,6 +41,7 @@ COLLECTION = Path("~/.cache/text2lora/data/collection").expanduser()
 FIRST_RUN_SEQUENCES = 650 * 16 * 4  # the shipped default: 650 steps of 16 tasks x 4 examples
 SEQUENCES_PER_STEP = 8 * 1  # recipes/smollm2/t2l_sft_continue.yaml: 8 tasks x 1 example
 REFERENCES = ("base", "mt_lora", "t2l_random")
+MARKER = "hypernetwork.sha256"  # in each point's folder: the content hash of the weights it was scored with
 
 
 def checkpoints(run: Path) -> dict[int, Path]:
@@ -49,7 +50,12 @@ def checkpoints(run: Path) -> dict[int, Path]:
 
 
 def evaluate(t2l: str, conditions: str, out: Path, limit: int, seed: int) -> None:
-    if (out / "results.json").is_file():
+    """One point, unless `out` already holds it for these very weights: `out/hypernetwork.sha256` records the
+    content hash of the hypernetwork the point was scored with, so a checkpoint retrained under the same name is
+    scored again (and `t2l eval --resume` reuses only runs whose content matches)."""
+    fingerprint = hypernetwork_fingerprint(t2l)
+    marker = out / MARKER
+    if (out / "results.json").is_file() and marker.is_file() and marker.read_text().strip() == fingerprint:
         return
     command = [
         sys.executable, "-m", "text2lora", "eval", "--t2l", t2l, "--mt-lora", MT_LORA, "--benchmarks", "none",
@@ -59,14 +65,20 @@ def evaluate(t2l: str, conditions: str, out: Path, limit: int, seed: int) -> Non
     ]  # fmt: skip
     print(f"[curve] evaluating {t2l} ({conditions})", flush=True)
     subprocess.run(command, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    with atomic_file(marker) as handle:
+        handle.write(fingerprint + "\n")
+
+
+def hypernetwork_fingerprint(t2l: str) -> str:
+    from text2lora.fingerprints import remembered_folder_fingerprint
+    from text2lora.packaged import resolve_checkpoint
+
+    return remembered_folder_fingerprint(resolve_checkpoint(t2l))
 
 
 def shipped_point(out: Path, limit: int, seed: int) -> Path:
     """The shipped default (packaged, bfloat16) on the curve's examples, keyed by the content of its weights."""
-    from text2lora.fingerprints import remembered_folder_fingerprint
-    from text2lora.packaged import resolve_checkpoint
-
-    folder = out / f"shipped-{remembered_folder_fingerprint(resolve_checkpoint(DEFAULT))[:12]}"
+    folder = out / f"shipped-{hypernetwork_fingerprint(DEFAULT)[:12]}"
     evaluate(DEFAULT, "t2l", folder, limit, seed)
     return folder
 
@@ -207,7 +219,7 @@ def main() -> int:
     parser.add_argument("--start", type=Path, help="the hypernetwork the run started from (v1), for step 0")
     parser.add_argument("--watch", action="store_true", help="keep evaluating new checkpoints (poll every 5 min)")
     args = parser.parse_args()
-    if not (args.out / "step-0" / "results.json").is_file():
+    if args.start is not None or not (args.out / "step-0" / "results.json").is_file():
         if args.start is None:
             parser.error("step 0 is the v1 default, no longer packaged: extract it with `git archive 44e2b14 "
                          "src/text2lora/default_checkpoint | tar -x -C /tmp/v1` and pass "
@@ -216,10 +228,14 @@ def main() -> int:
     shipped = shipped_point(args.out, args.limit, args.seed)
     while True:
         done = [int(p.name[5:]) for p in args.out.glob("step-*") if (p / "results.json").is_file()]
-        for step, path in checkpoints(args.run).items():  # points at least `every` steps from every other point
-            if args.steps is not None and step not in args.steps:
-                continue
-            if all(abs(step - other) >= args.every for other in done):
+        for step, path in checkpoints(args.run).items():
+            # the steps asked for; else points already scored (checked against their weights' content) and new
+            # ones at least `every` steps from every other point
+            if args.steps is not None:
+                wanted = step in args.steps
+            else:
+                wanted = step in done or all(abs(step - other) >= args.every for other in done)
+            if wanted:
                 evaluate(str(path), "t2l", args.out / f"step-{step}", args.limit, args.seed)
                 done.append(step)
         rows = build_table(args.out, shipped)

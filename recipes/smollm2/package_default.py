@@ -48,12 +48,37 @@ def main(checkpoint: str, eval_file: str | None = None) -> None:
                 (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, final / entry.name)
         if not (final / CENTROIDS).is_file() and (staging / CENTROIDS).is_file():
             shutil.copy2(staging / CENTROIDS, final / CENTROIDS)
+        check(final, model)
+        for path in final.rglob("*"):
+            path.chmod(0o755 if path.is_dir() else 0o644)  # the trainer writes weights 0600; the package is shared
         old = Path(tmp) / "old"
         if TARGET.exists():
             TARGET.rename(old)
-        final.rename(TARGET)
+        try:
+            final.rename(TARGET)
+        except OSError:
+            if old.exists():
+                old.rename(TARGET)  # put the previous default back before the temporary folder goes
+            raise
     size = (TARGET / "model.safetensors").stat().st_size
     print(f"{TARGET}: {', '.join(sorted(p.name for p in TARGET.iterdir()))}; weights {size / 2**20:.1f} MiB")
+
+
+def check(folder: Path, model) -> None:
+    """The folder about to become the default loads, holds exactly `model`'s weights, and its centroids were made
+    with the encoder this model uses (else nearest tasks would compare embeddings of different encoders)."""
+    from text2lora import T2LModel
+    from text2lora.fingerprints import folder_fingerprint, model_fingerprint
+    from text2lora.nearest_tasks import TaskCentroids
+
+    loaded = T2LModel.from_pretrained(folder)
+    if folder_fingerprint(folder) != model_fingerprint(model):
+        raise RuntimeError(f"{folder} does not hold the weights just saved; nothing was replaced.")
+    if (folder / CENTROIDS).is_file():
+        encoder = TaskCentroids.load_file(folder / CENTROIDS).encoder
+        if encoder is not None and encoder != loaded.description_encoder.identity:
+            raise RuntimeError(f"The packaged {CENTROIDS} were made with {encoder!r}, this checkpoint embeds with "
+                               f"{loaded.description_encoder.identity!r}; rebuild them for it. Nothing was replaced.")
 
 
 if __name__ == "__main__":

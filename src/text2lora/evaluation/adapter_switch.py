@@ -97,6 +97,8 @@ class AdapterSwitch:
         path = Path(ref.path)
         if not (path / "adapter_config.json").is_file():
             raise FileNotFoundError(f"{path} is not a PEFT adapter folder (no adapter_config.json); check the path.")
+        if ref.name in (getattr(self.model, "peft_config", None) or {}):
+            self.model.delete_adapter(ref.name)  # left by an earlier run on this model: its weights may be another's
         try:
             self.model.load_adapter(str(path), adapter_name=ref.name)
         except (ValueError, RuntimeError, KeyError) as err:

@@ -14,6 +14,8 @@ the numbers identical on a rerun (tested).
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import math
 import os
@@ -66,6 +68,7 @@ class EvalRunner:
         self.tasks: list[TaskEntry] = []
         self.store = RunStore(config.output_dir, config.resume)
         self._base_fingerprint: str | None = None
+        self._tokenizer_fingerprint: str | None = None
 
     # -------------------------------------------------------------------------------------------- set-up
 
@@ -270,12 +273,23 @@ class EvalRunner:
         if self.store.output_dir is None:
             return {}
         if self._base_fingerprint is None:
-            self._base_fingerprint = tensors_fingerprint(_base_weights(self.model))
-        content = {"base_model": self._base_fingerprint}
+            weights = _base_weights(self.model)
+            if any(t.is_meta for t in weights.values()):
+                raise ValueError("The base model has weights on the meta device (offloaded); saved runs are keyed by "
+                                 "the weights' content, so load it fully into memory or run without --out.")
+            self._base_fingerprint = tensors_fingerprint(weights)
+            self._tokenizer_fingerprint = _tokenizer_fingerprint(self.tokenizer)
+        content = {"base_model": self._base_fingerprint, "tokenizer": self._tokenizer_fingerprint}
         if spec.adapter is not None and spec.adapter.kind == "t2l":
             content["adapter"] = model_fingerprint(self.hypernetwork)
+            encoder = getattr(self.hypernetwork, "description_encoder", None)
+            content["encoder"] = getattr(encoder, "identity", None)  # as the adapter cache keys it
         elif spec.adapter is not None:
-            content["adapter"] = files_fingerprint(spec.adapter.path, PEFT_ADAPTER_FILES)
+            folder = Path(spec.adapter.path)
+            if not any((folder / name).is_file() for name in PEFT_ADAPTER_FILES[1:]):
+                raise FileNotFoundError(f"{folder} has no adapter weights ({' or '.join(PEFT_ADAPTER_FILES[1:])}); "
+                                        "pass a complete PEFT adapter folder.")
+            content["adapter"] = files_fingerprint(folder, PEFT_ADAPTER_FILES)
         return content
 
     def _examples(self, entry: TaskEntry, spec: RunSpec, samples: dict[str, list[dict]]) -> list[dict]:
@@ -297,7 +311,17 @@ class EvalRunner:
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")  # config, then weights
+
+
+def _tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of what turns text into token ids and chats into prompts: the vocabulary and rules (a fast tokenizer's
+    serialised form, else its vocabulary), the special tokens and the chat template."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    rules = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    extra = {"special": tokenizer.special_tokens_map, "chat_template": getattr(tokenizer, "chat_template", None),
+             "class": type(tokenizer).__name__}
+    return hashlib.sha256((rules + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
 
 
 def _base_weights(model) -> dict[str, torch.Tensor]:
