@@ -297,6 +297,17 @@ def test_resume_keys_saved_runs_by_content_not_by_name_or_path(full_run, collect
     assert again["base"]["tokenizer"] != saved["base"]["tokenizer"]
 
 
+def test_a_pickled_adapter_is_refused_with_a_clear_error(full_run, adapters, collection_dir, tmp_path):
+    folder = tmp_path / "bin_adapter"
+    folder.mkdir()
+    shutil.copy(adapters["mt"] / "adapter_config.json", folder)
+    (folder / "adapter_model.bin").write_bytes(b"not loaded")
+    config = _config(None, {"mt": folder, "oracles": None}, collection_dir, oracle_loras=None, conditions=["mt_lora"],
+                     benchmarks=["arc_easy"], collection=None)
+    with pytest.raises(FileNotFoundError, match="adapter_model.bin is a pickle"):
+        EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"]).run()
+
+
 def test_cli_runs_base_and_fewshot(tiny_base_dir, tmp_path, capsys):
     import shutil
 

@@ -97,6 +97,11 @@ class AdapterSwitch:
         path = Path(ref.path)
         if not (path / "adapter_config.json").is_file():
             raise FileNotFoundError(f"{path} is not a PEFT adapter folder (no adapter_config.json); check the path.")
+        if not (path / "adapter_model.safetensors").is_file():
+            raise FileNotFoundError(
+                f"{path} has no adapter_model.safetensors (an adapter_model.bin is a pickle, which text2lora does not "
+                "load); save the adapter with safe_serialization=True."
+            )
         if ref.name in (getattr(self.model, "peft_config", None) or {}):
             self.model.delete_adapter(ref.name)  # left by an earlier run on this model: its weights may be another's
         try:

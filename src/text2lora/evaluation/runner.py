@@ -284,12 +284,8 @@ class EvalRunner:
             content["adapter"] = model_fingerprint(self.hypernetwork)
             encoder = getattr(self.hypernetwork, "description_encoder", None)
             content["encoder"] = getattr(encoder, "identity", None)  # as the adapter cache keys it
-        elif spec.adapter is not None:
-            folder = Path(spec.adapter.path)
-            if not any((folder / name).is_file() for name in PEFT_ADAPTER_FILES[1:]):
-                raise FileNotFoundError(f"{folder} has no adapter weights ({' or '.join(PEFT_ADAPTER_FILES[1:])}); "
-                                        "pass a complete PEFT adapter folder.")
-            content["adapter"] = files_fingerprint(folder, PEFT_ADAPTER_FILES)
+        elif spec.adapter is not None:  # AdapterSwitch loads these two files only (no pickled weights)
+            content["adapter"] = files_fingerprint(spec.adapter.path, PEFT_ADAPTER_FILES)
         return content
 
     def _examples(self, entry: TaskEntry, spec: RunSpec, samples: dict[str, list[dict]]) -> list[dict]:
@@ -311,7 +307,7 @@ class EvalRunner:
 
 # ------------------------------------------------------------------------------------------------ helpers
 
-PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")  # config, then weights
+PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
 
 
 def _tokenizer_fingerprint(tokenizer) -> str:
