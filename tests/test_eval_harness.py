@@ -308,6 +308,33 @@ def test_a_pickled_adapter_is_refused_with_a_clear_error(full_run, adapters, col
         EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"]).run()
 
 
+def test_collection_generate_reports_exact_match_beside_nll(full_run, adapters, collection_dir, tmp_path):
+    """--collection-generate: a generation task's exact match is a metric of its own in the table, the summary
+    and the paired differences; `t2l eval-combine` shows it for runs saved before it was listed."""
+    from text2lora.evaluation.paired import HELDOUT_NLL_SCOPE
+    from text2lora.evaluation.pooling import combined_paired_report
+
+    out = tmp_path / "generate"
+    config = _config(out, adapters, collection_dir, benchmarks=[], conditions=["base", "t2l"], collection_generate=True)
+    results = EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"], hypernetwork=full_run["t2l"]).run()
+    echo, colors = results["tasks"]["fixture.echo"], results["tasks"]["fixture.colors"]
+    assert (echo["primary_metric"], echo["extra_metrics"], colors["extra_metrics"]) == ("completion_nll", ["exact_match"], [])
+    rows = [json.loads(line) for line in (out / "examples.jsonl").read_text().splitlines()]
+    matches = [r["metrics"]["exact_match"] for r in rows if r["task"] == "fixture.echo" and "exact_match" in r["metrics"]]
+    assert len(matches) == 3 * 4 and set(matches) <= {0.0, 1.0}  # base and 2 descriptions' T2L runs x 4 examples
+    summary = results["summary"][f"{HELDOUT_NLL_SCOPE} [exact_match]"]
+    assert summary["base"]["mean"] == echo["conditions"]["base"]["metrics"]["exact_match"]["mean"]
+    assert any(r["metric"] == "exact_match" for r in results["paired"])
+
+    saved = json.loads((out / "results.json").read_text())
+    for task in saved["tasks"].values():
+        task["extra_metrics"] = []  # as written before exact match was listed
+    (out / "results.json").write_text(json.dumps(saved))
+    pooled = combined_paired_report([out])
+    assert pooled["tasks"]["fixture.echo"]["extra_metrics"] == ["exact_match"]
+    assert pooled["tasks"]["fixture.echo"]["conditions"]["base"]["metrics"]["exact_match"]["mean"] == summary["base"]["mean"]
+
+
 def test_cli_runs_base_and_fewshot(tiny_base_dir, tmp_path, capsys):
     import shutil
 

@@ -35,6 +35,12 @@ def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, 
                 row = json.loads(line)
                 row["example"] = f"run{position}:{row['example']}"
                 examples.append(row)
+    # Runs saved before held-out generation tasks listed exact match beside their NLL still hold it per example.
+    generated = {e["task"] for e in examples if "exact_match" in e["metrics"]}
+    for name in generated & set(tasks):
+        info = tasks[name]
+        if info["primary_metric"] == "completion_nll" and "exact_match" not in info.get("extra_metrics", []):
+            tasks[name] = {**info, "extra_metrics": [*info.get("extra_metrics", []), "exact_match"]}
     return examples, tasks, configs
 
 

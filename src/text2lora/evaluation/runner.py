@@ -144,7 +144,9 @@ class EvalRunner:
                     task, self.tokenizer, generate=config.collection_generate, max_gen_toks=config.max_gen_toks or 128,
                     chat_template=config.chat_template,
                 )
-                entry = TaskEntry(task.name, "collection", configs, task.primary_metric, config.limit)
+                # free generation's exact match is shown beside the completion NLL of a generation task
+                extra = ("exact_match",) if "gen" in configs and task.primary_metric == "completion_nll" else ()
+                entry = TaskEntry(task.name, "collection", configs, task.primary_metric, config.limit, extra_metrics=extra)
                 tasks.append(entry)
                 evaluation_descriptions[task.name] = list(task.heldout_descriptions)
         for entry in tasks:
