@@ -196,16 +196,19 @@ def plot_results(results: dict[str, Any], path: str | Path, title: str | None = 
     panels = []
     higher = [(n, t) for n, t in results["tasks"].items() if t["primary_metric"] != "completion_nll"]
     lower = [(n, t) for n, t in results["tasks"].items() if t["primary_metric"] == "completion_nll"]
-    for members, scopes, ylabel in (
-        (higher, (BENCHMARK_SCOPE, HELDOUT_MC_SCOPE), "higher is better (%)"),
-        (lower, (HELDOUT_NLL_SCOPE,), "completion NLL per token (lower is better)"),
+    # free generation's exact match on the NLL tasks that measured it (--collection-generate): a panel of its own
+    generated = [(n, t) for n, t in lower if "exact_match" in t.get("extra_metrics", [])]
+    for members, scopes, ylabel, metric in (
+        (higher, (BENCHMARK_SCOPE, HELDOUT_MC_SCOPE), "higher is better (%)", None),
+        (lower, (HELDOUT_NLL_SCOPE,), "completion NLL per token (lower is better)", None),
+        (generated, (f"{HELDOUT_NLL_SCOPE} [exact_match]",), "exact match of free generation (%)", "exact_match"),
     ):
         if members:
-            panels.append((members, [s for s in scopes if s in results["summary"]], ylabel))
-    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 1.1 * (len(higher) + 2) * 1.2), 4.5 * len(panels)),
-                             squeeze=False)
+            panels.append((members, [s for s in scopes if s in results["summary"]], ylabel, metric))
+    widest = max(len(members) + len(scopes) for members, scopes, _, _ in panels)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(8, 1.3 * widest), 4.5 * len(panels)), squeeze=False)
     colors = plt.get_cmap("tab10")
-    for ax, (members, scopes, ylabel) in zip(axes[:, 0], panels):
+    for ax, (members, scopes, ylabel, metric) in zip(axes[:, 0], panels):
         groups = [n for n, _ in members] + [f"avg: {s}" for s in scopes]
         width = 0.8 / max(1, len(conditions))
         scale = 1.0 if "NLL" in ylabel else 100.0
@@ -213,7 +216,7 @@ def plot_results(results: dict[str, Any], path: str | Path, title: str | None = 
             means, errs, partial = [], [], []
             for _, task in members:
                 entry = task["conditions"].get(condition)
-                stats = entry["metrics"].get(task["primary_metric"]) if entry else None
+                stats = entry["metrics"].get(metric or task["primary_metric"]) if entry else None
                 means.append(scale * stats["mean"] if stats else np.nan)
                 errs.append(scale * stats["std"] if stats else 0.0)
                 partial.append(False)
