@@ -94,31 +94,19 @@ def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return hasher.hexdigest()
 
 
-_FILE_FINGERPRINTS: dict[tuple, str] = {}
-
-
 def files_fingerprint(folder: str | os.PathLike, names: tuple[str, ...]) -> str:
-    """sha256 over the bytes of the named files of `folder` that exist (a PEFT adapter folder: its config and
-    weights), computed once per process per version of those files."""
+    """sha256 over the names and contents of the named files of `folder` that exist (a PEFT adapter folder: its
+    config and weights); each file is read once per process per version (`checkpoints._file_digest`)."""
+    from .checkpoints import _file_digest
+
     folder = Path(folder)
     files = [folder / name for name in names if (folder / name).is_file()]
     if not files:
         raise FileNotFoundError(f"None of {list(names)} in {folder}.")
-    stamp = tuple(_file_stamp(f) for f in files)
-    with _FOLDER_FINGERPRINTS_LOCK:
-        known = _FILE_FINGERPRINTS.get(stamp)
-    if known is not None:
-        return known
     hasher = hashlib.sha256()
     for file in files:
-        hasher.update(f"{file.name}|{file.stat().st_size}|".encode())
-        with file.open("rb") as handle:
-            while chunk := handle.read(1 << 24):
-                hasher.update(chunk)
-    fingerprint = hasher.hexdigest()
-    with _FOLDER_FINGERPRINTS_LOCK:
-        _FILE_FINGERPRINTS[stamp] = fingerprint
-    return fingerprint
+        hasher.update(f"{file.name}\0{_file_digest(file)}\0".encode())
+    return hasher.hexdigest()
 
 
 def _weight_files(folder: Path) -> list[Path]:
