@@ -71,7 +71,6 @@ def allow_encoder_remote_code(model):
 _MAX_LOADED = 4
 _LOADED: OrderedDict[tuple, Any] = OrderedDict()
 _LOADED_LOCK = threading.RLock()
-_FILE_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
 _WEIGHT_SUFFIXES = (".safetensors", ".safetensors.index.json", ".bin", ".bin.index.json")
 
 
@@ -91,33 +90,12 @@ def _local_folder(name: str) -> Path | None:
 
 
 def checkpoint_digest(folder: str | os.PathLike) -> str:
-    """SHA-256 over the names and contents of a hypernetwork folder's config.json and weight files.
+    """SHA-256 over the names and contents of a hypernetwork folder's config.json and weight files
+    (`fingerprints.files_fingerprint`: each file is read once per process per version of it)."""
+    from .fingerprints import files_fingerprint
 
-    Each file's hash is remembered in this process by (path, device, inode, size, mtime, ctime), so a large
-    checkpoint is read once; any rewrite changes its ctime, even one that keeps size and mtime.
-    """
     folder = Path(folder)
-    files = sorted(
-        f for f in folder.iterdir() if f.is_file() and (f.name == "config.json" or f.name.endswith(_WEIGHT_SUFFIXES))
+    names = sorted(
+        f.name for f in folder.iterdir() if f.is_file() and (f.name == "config.json" or f.name.endswith(_WEIGHT_SUFFIXES))
     )
-    digest = hashlib.sha256()
-    for file in files:
-        digest.update(f"{file.name}\0{_file_digest(file)}\0".encode())
-    return digest.hexdigest()
-
-
-def _file_digest(path: Path) -> str:
-    real = path.resolve()  # a Hub snapshot links to its blobs
-    stat = real.stat()
-    stamp = (str(real), stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
-    known = _FILE_DIGESTS.get(stamp)
-    if known is not None:
-        return known
-    hasher = hashlib.sha256()
-    with open(real, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    known = _FILE_DIGESTS[stamp] = hasher.hexdigest()
-    while len(_FILE_DIGESTS) > 256:
-        _FILE_DIGESTS.popitem(last=False)
-    return known
+    return files_fingerprint(folder, names) if names else hashlib.sha256().hexdigest()

@@ -1,6 +1,7 @@
 """Fingerprints of hypernetworks: a content hash of a `T2LModel` or of a saved folder (the same hash for both), and
-the `HypernetworkIdentity` an adapter key is built from (`pipeline.adapter_key`); content hashes of named tensors
-and of files (a base model's weights, a PEFT adapter folder), which key `t2l eval`'s saved runs.
+the `HypernetworkIdentity` an adapter key is built from (`pipeline.adapter_key`); content hashes of named tensors,
+tokenizers and files (a base model's weights, a PEFT adapter folder), which key `t2l eval`'s saved runs; and the
+per-file digests that key `checkpoints.load_hypernetwork`'s in-memory models.
 
 Two copies of one checkpoint share a fingerprint; a retrained one never does. A saved folder is hashed from its
 files without building the model, once per process per version of its files.
@@ -12,6 +13,7 @@ import hashlib
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -94,18 +96,58 @@ def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return hasher.hexdigest()
 
 
-def files_fingerprint(folder: str | os.PathLike, names: tuple[str, ...]) -> str:
-    """sha256 over the names and contents of the named files of `folder` that exist (a PEFT adapter folder: its
-    config and weights); each file is read once per process per version (`checkpoints._file_digest`)."""
-    from .checkpoints import _file_digest
+def base_model_weights(model) -> dict[str, torch.Tensor]:
+    """A base model's own tensors, named as in the bare model: adapter layers injected into it (`lora_*`, PEFT's
+    `.base_layer` renaming, a `PeftModel`'s `base_model.model.` prefix) neither enter nor change its fingerprint."""
+    weights = {}
+    for name, tensor in model.state_dict().items():
+        if "lora_" in name:
+            continue
+        name = name.replace(".base_layer", "")
+        weights[name.removeprefix("base_model.model.")] = tensor
+    return weights
 
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """sha256 of what turns text into token ids and chats into prompts: the vocabulary and rules (a fast tokenizer's
+    serialised form, else its vocabulary), the special tokens and the chat template."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    rules = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
+    extra = {"special": tokenizer.special_tokens_map, "chat_template": getattr(tokenizer, "chat_template", None),
+             "class": type(tokenizer).__name__}
+    return hashlib.sha256((rules + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
+
+
+def files_fingerprint(folder: str | os.PathLike, names: tuple[str, ...] | list[str]) -> str:
+    """sha256 over the names and contents of the named files of `folder` that exist (a PEFT adapter folder: its
+    config and weights; a hypernetwork folder's config and weight files); each file is read once per process per
+    version (`file_digest`)."""
     folder = Path(folder)
     files = [folder / name for name in names if (folder / name).is_file()]
     if not files:
         raise FileNotFoundError(f"None of {list(names)} in {folder}.")
     hasher = hashlib.sha256()
     for file in files:
-        hasher.update(f"{file.name}\0{_file_digest(file)}\0".encode())
+        hasher.update(f"{file.name}\0{file_digest(file)}\0".encode())
+    return hasher.hexdigest()
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, remembered in this process by `_file_stamp`, so a large file is read once per
+    version; any rewrite changes its ctime, even one that keeps size and mtime."""
+    stamp = _file_stamp(Path(path))
+    with _MEMO_LOCK:
+        known = _FILE_DIGESTS.get(stamp)
+    if known is not None:
+        return known
+    hasher = hashlib.sha256()
+    with open(stamp[0], "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    with _MEMO_LOCK:
+        _FILE_DIGESTS[stamp] = hasher.hexdigest()
+        while len(_FILE_DIGESTS) > _MAX_FILE_DIGESTS:
+            _FILE_DIGESTS.popitem(last=False)
     return hasher.hexdigest()
 
 
@@ -120,13 +162,18 @@ def _weight_files(folder: Path) -> list[Path]:
 
 def _file_stamp(path: Path) -> tuple:
     """Changes whenever the file is rewritten or replaced: st_ctime_ns is set by the kernel on every write and
-    cannot be set back with `os.utime` (unlike st_mtime_ns); inode and device change when a file is moved in."""
-    stat = path.stat()
-    return (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
+    cannot be set back with `os.utime` (unlike st_mtime_ns); inode and device change when a file is moved in.
+    Symbolic links are followed (a Hub snapshot links to its blobs)."""
+    real = path.resolve()
+    stat = real.stat()
+    return (str(real), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev)
 
 
+# Both memos key on `_file_stamp`s: a file's digest, and a folder's tensor-content fingerprint.
+_MEMO_LOCK = threading.Lock()
+_MAX_FILE_DIGESTS = 256
+_FILE_DIGESTS: OrderedDict[tuple, str] = OrderedDict()
 _FOLDER_FINGERPRINTS: dict[tuple, str] = {}
-_FOLDER_FINGERPRINTS_LOCK = threading.Lock()
 
 
 def remembered_folder_fingerprint(folder: str | os.PathLike) -> str:
@@ -135,12 +182,12 @@ def remembered_folder_fingerprint(folder: str | os.PathLike) -> str:
     folder = Path(folder)
     files = [folder / "config.json", *_weight_files(folder)]
     stamp = tuple(_file_stamp(f) for f in files if f.is_file())
-    with _FOLDER_FINGERPRINTS_LOCK:
+    with _MEMO_LOCK:
         known = _FOLDER_FINGERPRINTS.get(stamp)
     if known is not None:
         return known
     fingerprint = folder_fingerprint(folder)  # a rewrite meanwhile changes the stamp, so it is hashed again
-    with _FOLDER_FINGERPRINTS_LOCK:
+    with _MEMO_LOCK:
         _FOLDER_FINGERPRINTS[stamp] = fingerprint
     return fingerprint
 
@@ -189,10 +236,13 @@ def identify(t2l: HypernetworkLike | HypernetworkIdentity, name: str | None = No
 
 __all__ = [
     "HypernetworkIdentity",
+    "base_model_weights",
+    "file_digest",
     "files_fingerprint",
     "folder_fingerprint",
     "identify",
     "model_fingerprint",
-    "tensors_fingerprint",
     "remembered_folder_fingerprint",
+    "tensors_fingerprint",
+    "tokenizer_fingerprint",
 ]

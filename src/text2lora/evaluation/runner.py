@@ -14,8 +14,6 @@ the numbers identical on a rerun (tested).
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import logging
 import math
 import os
@@ -270,17 +268,23 @@ class EvalRunner:
 
     def _content(self, spec: RunSpec) -> dict[str, str]:
         """Content hashes of what `spec` runs on, for `run_fingerprint` (computed only when runs are saved)."""
-        from ..fingerprints import files_fingerprint, model_fingerprint, tensors_fingerprint
+        from ..fingerprints import (
+            base_model_weights,
+            files_fingerprint,
+            model_fingerprint,
+            tensors_fingerprint,
+            tokenizer_fingerprint,
+        )
 
         if self.store.output_dir is None:
             return {}
         if self._base_fingerprint is None:
-            weights = _base_weights(self.model)
+            weights = base_model_weights(self.model)
             if any(t.is_meta for t in weights.values()):
                 raise ValueError("The base model has weights on the meta device (offloaded); saved runs are keyed by "
                                  "the weights' content, so load it fully into memory or run without --out.")
             self._base_fingerprint = tensors_fingerprint(weights)
-            self._tokenizer_fingerprint = _tokenizer_fingerprint(self.tokenizer)
+            self._tokenizer_fingerprint = tokenizer_fingerprint(self.tokenizer)
         content = {"base_model": self._base_fingerprint, "tokenizer": self._tokenizer_fingerprint}
         if spec.adapter is not None and spec.adapter.kind == "t2l":
             content["adapter"] = model_fingerprint(self.hypernetwork)
@@ -310,23 +314,6 @@ class EvalRunner:
 # ------------------------------------------------------------------------------------------------ helpers
 
 PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
-
-def _tokenizer_fingerprint(tokenizer) -> str:
-    """sha256 of what turns text into token ids and chats into prompts: the vocabulary and rules (a fast tokenizer's
-    serialised form, else its vocabulary), the special tokens and the chat template."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    rules = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
-    extra = {"special": tokenizer.special_tokens_map, "chat_template": getattr(tokenizer, "chat_template", None),
-             "class": type(tokenizer).__name__}
-    return hashlib.sha256((rules + json.dumps(extra, sort_keys=True, default=str)).encode()).hexdigest()
-
-
-def _base_weights(model) -> dict[str, torch.Tensor]:
-    """The base model's own tensors, named as in the unwrapped model: adapter layers injected by earlier runs
-    (`lora_*`, PEFT's `.base_layer` renaming) neither enter nor change the base model's fingerprint."""
-    return {name.replace(".base_layer", ""): tensor for name, tensor in model.state_dict().items() if "lora_" not in name}
-
 
 
 def _hflm_with_system_message():
