@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import torch
 
@@ -51,6 +52,7 @@ def test_file_digest_sees_a_rewrite_that_keeps_size_and_mtime(tmp_path):
     path.write_bytes(b"a" * 64)
     before = path.stat()
     first = file_digest(path)
+    time.sleep(0.02)  # past one clock tick: older kernels advance ctime once per tick
     path.write_bytes(b"b" * 64)
     os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
@@ -72,3 +74,9 @@ def test_files_fingerprint_reads_through_links_and_names_what_it_hashes(tmp_path
     (copy / "adapter_model.safetensors").rename(copy / "other.safetensors")  # same bytes under another name
     (copy / "adapter_model.safetensors").write_bytes(b"\0" * 32)
     assert files_fingerprint(copy, ("adapter_config.json", "other.safetensors")) != files_fingerprint(copy, names)
+
+
+def test_only_peft_renaming_is_undone():
+    model = torch.nn.Module()
+    model.base_layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])  # a model's own name, not PEFT's .base_layer
+    assert set(base_model_weights(model)) == {"base_layers.0.weight", "base_layers.0.bias"}

@@ -19,12 +19,12 @@ def _recipe():
     return recipe
 
 
-def _run(root: Path, name: str, rows: list[dict], complete: bool = True) -> None:
+def _run(root: Path, name: str, rows: list[dict], complete: bool = True, limit: int = 100) -> None:
     folder = root / name
     folder.mkdir(parents=True)
     tasks = {t: {"kind": "benchmark", "primary_metric": "acc_norm", "extra_metrics": [], "higher_is_better": True}
              for t in {r["task"] for r in rows}}
-    (folder / "results.json").write_text(json.dumps({"config": {"seed": 0}, "tasks": tasks}))
+    (folder / "results.json").write_text(json.dumps({"config": {"seed": 0, "limit": limit}, "tasks": tasks}))
     (folder / "examples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     if complete:
         (folder / "COMPLETE").touch()
@@ -71,3 +71,20 @@ def test_nothing_to_compare_says_so(tmp_path):
     with pytest.raises(SystemExit, match="No complete"):
         recipe.main(["--old", str(tmp_path / "v1"), "--new", str(tmp_path / "v2"), "--out", str(tmp_path / "out")])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_changed_condition_without_the_hypernetwork_is_flagged(tmp_path, capsys):
+    recipe = _recipe()
+    _run(tmp_path / "v1", "loglik-seed0-bfloat16", _rows({"a": [1, 0]}, [1.0, 0.0]))
+    _run(tmp_path / "v2", "loglik-seed0-bfloat16", _rows({"a": [1, 0]}, [1.0, 1.0]))
+    recipe.main(["--old", str(tmp_path / "v1"), "--new", str(tmp_path / "v2"), "--out", str(tmp_path / "out")])
+    assert "check failed (log-likelihood, acc_norm, %): base changed on 1 example(s)" in capsys.readouterr().out
+    assert "**Check failed:** base changed on 1 example(s)." in (tmp_path / "out" / "versions.md").read_text()
+
+
+def test_runs_with_other_settings_are_not_paired(tmp_path):
+    recipe = _recipe()
+    _run(tmp_path / "v1", "loglik-seed0-bfloat16", _rows({"a": [1, 0]}, [1.0, 0.0]), limit=50)
+    _run(tmp_path / "v2", "loglik-seed0-bfloat16", _rows({"a": [1, 0]}, [1.0, 0.0]))
+    with pytest.raises(SystemExit, match="differ in limit"):
+        recipe.main(["--old", str(tmp_path / "v1"), "--new", str(tmp_path / "v2"), "--out", str(tmp_path / "out")])

@@ -33,7 +33,8 @@ from text2lora.io_utils import atomic_file
 MEASURES = {
     "loglik": ("log-likelihood", [("acc_norm", "acc_norm, %", 100, 1)]),
     "generative": ("generative", [("acc", "paper's rule, %", 100, 1), ("acc_lenient", "lenient, %", 100, 1)]),
-    "collection": ("held-out tasks", [("completion_nll", "completion NLL", 1, 3), ("exact_match", "exact match, %", 100, 1)]),
+    "collection": ("held-out tasks", [("completion_nll", "completion NLL, lower is better", 1, 3),
+                                      ("exact_match", "exact match, %", 100, 1)]),
 }
 T2L_CONDITIONS = ("t2l", "t2l_other", "t2l_random")
 CONDITION_LABELS = {
@@ -45,6 +46,11 @@ CONDITION_LABELS = {
     "t2l_other": "T2L (other task's desc.)",
     "t2l_random": "T2L (random string)",
 }
+UNCHANGED = ("base", "description", "fewshot", "mt_lora")  # they never use the hypernetwork
+# run settings that must agree for two versions' examples to be the same examples
+SAME_SETTINGS = ("seed", "limit", "generation_limit", "num_descriptions", "num_fewshot", "protocol", "dtype", "base_model",
+                 "benchmarks", "collection_split", "collection_tasks", "collection_generate", "chat_template",
+                 "empty_system_message", "max_gen_toks")
 FOLDER = re.compile(r"^(?P<protocol>loglik|generative|collection)-seed(?P<seed>\d+)-(?P<dtype>\w+)$")
 
 
@@ -67,19 +73,27 @@ def per_example(examples: list[dict], metric: str) -> dict[tuple[str, str], dict
     return {key: {ex: float(np.mean(v)) for ex, v in by_example.items()} for key, by_example in values.items()}
 
 
+def same_settings(old_dir: Path, new_dir: Path) -> None:
+    """Stop when two paired runs were made with settings that would give them different examples."""
+    old, new = (json.loads((d / "results.json").read_text()).get("config", {}) for d in (old_dir, new_dir))
+    differing = [k for k in SAME_SETTINGS if old.get(k) != new.get(k)]
+    if differing:
+        raise SystemExit(f"{old_dir} and {new_dir} differ in {', '.join(differing)}: their examples are not the same "
+                         "examples; compare runs made with the same settings.")
+
+
 def compare(old_dirs: list[Path], new_dirs: list[Path], metric: str) -> dict[str, dict]:
     """Per condition: mean of old and new over the shared examples (mean of task means), the paired difference
-    new - old with its stratified CI, and how many examples differ at all."""
+    new - old with its stratified CI, how many examples differ at all, and how many only one version has."""
     old = per_example(combine_examples(old_dirs)[0], metric)
     new = per_example(combine_examples(new_dirs)[0], metric)
     rows = {}
     for condition in CONDITION_LABELS:
-        old_means, new_means, diffs, strata = [], [], [], []
-        for (cond, task), new_values in sorted(new.items()):
-            old_values = old.get((cond, task))
-            if cond != condition or not old_values:
-                continue
+        old_means, new_means, diffs, strata, unpaired = [], [], [], [], 0
+        for task in sorted({t for c, t in [*old, *new] if c == condition}):
+            old_values, new_values = old.get((condition, task), {}), new.get((condition, task), {})
             shared = sorted(set(new_values) & set(old_values))
+            unpaired += len(set(new_values) ^ set(old_values))
             if not shared:
                 continue
             old_means.append(np.mean([old_values[e] for e in shared]))
@@ -94,8 +108,18 @@ def compare(old_dirs: list[Path], new_dirs: list[Path], metric: str) -> dict[str
         rows[condition] = {
             "old": float(np.mean(old_means)), "new": float(np.mean(new_means)), "diff": mean, "ci95": [low, high],
             "n": int(diffs_arr.size), "n_tasks": len(set(strata)), "n_changed": int(np.sum(diffs_arr != 0)),
+            "n_unpaired": unpaired,
         }
     return rows
+
+
+def surprises(block: dict) -> list[str]:
+    """What should not happen: a condition without the hypernetwork that changed, examples only one version has."""
+    found = [f"{CONDITION_LABELS[c]} changed on {row['n_changed']} example(s)"
+             for c, row in block["rows"].items() if c in UNCHANGED and row["n_changed"]]
+    found += [f"{CONDITION_LABELS[c]}: {row['n_unpaired']} example(s) in one version only, left out"
+              for c, row in block["rows"].items() if row["n_unpaired"]]
+    return found
 
 
 def markdown(report: dict) -> str:
@@ -105,7 +129,8 @@ def markdown(report: dict) -> str:
         f"Old: `{report['old']}`; new: `{report['new']}`. Per condition: the mean over tasks of each version (each "
         "example first averaged over its descriptions), and new - old paired per example with a 95% bootstrap CI "
         "stratified by task. \"changed\" counts the examples whose value differs at all: the conditions without the "
-        "hypernetwork must show 0.",
+        "hypernetwork (base, + description, 3-shot, multi-task LoRA) must show 0, and a line under the table says "
+        "when one does not.",
         "",
         f"Written by `{report['command']}`.",
     ]
@@ -120,6 +145,9 @@ def markdown(report: dict) -> str:
                 f"{scale * row['diff']:+.{decimals}f} [{low:+.{decimals}f}, {high:+.{decimals}f}] | {row['n']} | "
                 f"{row['n_changed']} |"
             )
+        found = surprises(block)
+        lines += ["", "**Check failed:** " + "; ".join(found) + "." if found else
+                  "Check: every condition without the hypernetwork is identical in both versions."]
     return "\n".join(lines) + "\n"
 
 
@@ -136,6 +164,8 @@ def main(argv: list[str] | None = None) -> int:
         pairs = [(old_by_name[d.name], d) for d in new_dirs if d.name in old_by_name]
         if not pairs:
             continue
+        for old_dir, new_dir in pairs:
+            same_settings(old_dir, new_dir)
         label, measures = MEASURES[protocol]
         seeds = ", ".join(FOLDER.match(new.name)["seed"] for _, new in pairs)
         for metric, measure, scale, decimals in measures:
@@ -155,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         handle.write(markdown(report))
     print(f"{len(blocks)} measure(s) compared; wrote {args.out / 'versions.md'}")
     for block in blocks:
+        for problem in surprises(block):
+            print(f"  check failed ({block['label']}, {block['measure']}): {problem}")
         t2l = block["rows"].get("t2l")
         if t2l:
             s, d = block["scale"], block["decimals"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
@@ -96,6 +97,9 @@ def tensors_fingerprint(tensors: dict[str, torch.Tensor]) -> str:
     return hasher.hexdigest()
 
 
+_BASE_LAYER = re.compile(r"\.base_layer(?=\.)")  # PEFT's wrapped module, not e.g. `.base_layers.0`
+
+
 def base_model_weights(model) -> dict[str, torch.Tensor]:
     """A base model's own tensors, named as in the bare model: adapter layers injected into it (`lora_*`, PEFT's
     `.base_layer` renaming, a `PeftModel`'s `base_model.model.` prefix) neither enter nor change its fingerprint."""
@@ -103,8 +107,10 @@ def base_model_weights(model) -> dict[str, torch.Tensor]:
     for name, tensor in model.state_dict().items():
         if "lora_" in name:
             continue
-        name = name.replace(".base_layer", "")
-        weights[name.removeprefix("base_model.model.")] = tensor
+        name = _BASE_LAYER.sub("", name).removeprefix("base_model.model.")
+        if name in weights:
+            raise ValueError(f"Two tensors of the base model are both named {name!r} once adapter layers are left out.")
+        weights[name] = tensor
     return weights
 
 
@@ -163,6 +169,8 @@ def _weight_files(folder: Path) -> list[Path]:
 def _file_stamp(path: Path) -> tuple:
     """Changes whenever the file is rewritten or replaced: st_ctime_ns is set by the kernel on every write and
     cannot be set back with `os.utime` (unlike st_mtime_ns); inode and device change when a file is moved in.
+    (Kernels before Linux 6.13 advance ctime once per clock tick, 1-4 ms: two writes within one tick that also keep
+    size and mtime are not told apart.)
     Symbolic links are followed (a Hub snapshot links to its blobs)."""
     real = path.resolve()
     stat = real.stat()
