@@ -442,3 +442,14 @@ def test_other_task_descriptions_do_not_depend_on_how_held_out_tasks_are_split(f
     assert set(alone) == {k for k in together if k[0] == "fixture.colors"} and alone
     assert alone == {k: v for k, v in together.items() if k[0] == "fixture.colors"}
     assert all(origin == "fixture.echo" for _, origin in alone.values())  # the only other held-out task
+
+
+def test_plot_labels_wrap_long_task_names_without_losing_characters():
+    from text2lora.evaluation.report import _wrapped
+
+    name = "natural_instructions.subtask027_drop_answer_type_generation"
+    lines = _wrapped(name, width=16).split("\n")
+    assert "".join(lines) == name and len(lines) > 2
+    assert all(len(line) <= 16 or "_" not in line and "." not in line for line in lines)
+    assert _wrapped("arc_easy") == "arc_easy"
+    assert _wrapped("avg: held-out tasks (completion NLL)", width=16).replace("\n", " ") == "avg: held-out tasks (completion NLL)"

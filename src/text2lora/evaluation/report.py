@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,18 @@ def markdown_report(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wrapped(name: str, width: int = 16) -> str:
+    """A task name on a few short lines, broken after `.`, `_`, `:` or a space, so that long names (e.g.
+    natural_instructions.subtask027_drop_answer_type_generation) neither overlap each other nor need rotating."""
+    lines, line = [], ""
+    for piece in re.findall(r"[^._: ]+[._: ]?|[._: ]", name):
+        if line and len(line) + len(piece.rstrip()) > width:
+            lines.append(line.rstrip())
+            line = ""
+        line += piece
+    return "\n".join([*lines, line.rstrip()])
+
+
 def plot_results(results: dict[str, Any], path: str | Path, title: str | None = None) -> None:
     """Grouped bars: one group per task (and per scope average), one bar per condition; error bars are the
     standard deviation over descriptions. NLL tasks get their own panel (lower is better). `title` defaults to
@@ -233,16 +246,18 @@ def plot_results(results: dict[str, Any], path: str | Path, title: str | None = 
                     bar.set_hatch("//")
                     bar.set_alpha(0.5)
         ax.set_xticks(np.arange(len(groups)))
-        ax.set_xticklabels(groups, rotation=30, ha="right")
+        ax.set_xticklabels([_wrapped(g) for g in groups], fontsize=8)
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
-    axes[0, 0].legend(fontsize=8, ncol=min(4, len(conditions)), loc="upper left", bbox_to_anchor=(0, 1.25))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, fontsize=8, ncol=min(4, len(conditions)), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+               frameon=False)
     partial = any(e["n_tasks"] < e["of"] for row in results["summary"].values() for e in row.values())
     note = " | hatched: average over only some tasks" if partial else ""
     if title is None:
         config = results["config"]
         title = f"{config['base_model']} | seed {config['seed']} | limit {config['limit']}"
-    fig.suptitle(title + note, y=1.02)
+    fig.suptitle(title + note, y=1.0 + 0.03 * (1 + (len(conditions) - 1) // 4) + 0.02)
     fig.tight_layout()
     with atomic_file(path, mode="wb") as handle:
         fig.savefig(handle, format="png", dpi=120, bbox_inches="tight")
