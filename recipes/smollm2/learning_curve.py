@@ -38,7 +38,7 @@ RESULTS = Path("docs/results")
 DEFAULT = "text2lora/t2l-smollm2-135m-instruct"
 MT_LORA = "text2lora/mt-lora-smollm2-135m-instruct"
 COLLECTION = Path("~/.cache/text2lora/data/collection").expanduser()
-FIRST_RUN_SEQUENCES = 650 * 16 * 4  # the shipped default: 650 steps of 16 tasks x 4 examples
+FIRST_RUN_SEQUENCES = 650 * 16 * 4  # v1, where the run started: 650 steps of 16 tasks x 4 examples
 SEQUENCES_PER_STEP = 8 * 1  # recipes/smollm2/t2l_sft_continue.yaml: 8 tasks x 1 example
 REFERENCES = ("base", "mt_lora", "t2l_random")
 MARKER = "hypernetwork.sha256"  # in each point's folder: the content hash of the weights it was scored with
@@ -143,7 +143,7 @@ def write_outputs(rows: list[dict], references: dict, results: Path) -> None:
     results.mkdir(parents=True, exist_ok=True)
     fmt = lambda d, s=1: f"{d[0] * s:+.3f} [{d[1] * s:+.3f}, {d[2] * s:+.3f}]"  # noqa: E731
     lines = [
-        "# Learning curve: continued T2L-SFT of the shipped default (validation tasks only)",
+        "# Learning curve: continued T2L-SFT from v1, the default shipped before v2 (validation tasks only)",
         "",
         "Made by `recipes/smollm2/learning_curve.py`: the 10 held-out validation tasks of the collection, seed 2,",
         "2 held-out descriptions per task; completion NLL (nats/token, lower is better) and greedy exact match (%).",
