@@ -51,7 +51,9 @@ def test_new_minus_old_per_condition_with_the_unchanged_ones_flagged(tmp_path, c
     _run(tmp_path / "v1", "loglik-seed1-bfloat16", _rows({"a": [0, 0, 0, 0]}, base), complete=False)
     _run(tmp_path / "v2", "loglik-seed1-bfloat16", _rows({"a": [1, 1, 1, 1]}, base), complete=False)
 
-    assert recipe.main(["--old", str(tmp_path / "v1"), "--new", str(tmp_path / "v2"), "--out", str(tmp_path / "out")]) == 0
+    assert recipe.main(["--old", str(tmp_path / "v1"), "--new", str(tmp_path / "v2"), "--out", str(tmp_path / "out"),
+                        "--names", "v1", "v2"]) == 0
+    assert (tmp_path / "out" / "versions.png").read_bytes()[:4] == b"\x89PNG"
     report = json.loads((tmp_path / "out" / "versions.json").read_text())
     assert [(b["protocol"], b["seeds"]) for b in report["blocks"]] == [("loglik", "0")]  # complete pairs only
     rows = report["blocks"][0]["rows"]
@@ -61,7 +63,7 @@ def test_new_minus_old_per_condition_with_the_unchanged_ones_flagged(tmp_path, c
     assert t2l["diff"] == pytest.approx((0.5 + 0.25) / 2)  # mean of task means: each task weighs equally
     assert t2l["n"] == 8 and t2l["n_changed"] == 3 and t2l["ci95"][0] <= t2l["diff"] <= t2l["ci95"][1]
     table = (tmp_path / "out" / "versions.md").read_text()
-    assert "| T2L (held-out desc.) | 25.0 | 62.5 | +37.5 [" in table and "| base | 50.0 | 50.0 | +0.0 [+0.0, +0.0] | 8 | 0 |" in table
+    assert "| condition | v1 | v2 | v2 − v1 [95% CI] |" in table and "| T2L (held-out desc.) | 25.0 | 62.5 | +37.5 [" in table and "| base | 50.0 | 50.0 | +0.0 [+0.0, +0.0] | 8 | 0 |" in table
     assert "T2L 25.0 -> 62.5" in capsys.readouterr().out
 
 

@@ -1,7 +1,8 @@
 """Two versions of the shipped default, measured on the same examples: v2 - v1 per condition, per protocol.
 
     python recipes/smollm2/compare_versions.py \
-        --old runs/smollm2/eval-protocols --new runs/smollm2/eval-protocols-v2 --out docs/results/eval-protocols-v2
+        --old runs/smollm2/eval-protocols --new runs/smollm2/eval-protocols-v2 \
+        --out docs/results/eval-protocols-v2 --names v1 v2
 
 `eval_protocols.sh` writes one folder per (protocol, seed) under its OUT (`loglik-seed0-bfloat16`, ...,
 `collection-seed1-bfloat16`). For every such folder present and complete (COMPLETE marker) under both --old and --new,
@@ -12,7 +13,7 @@ and lenient reading (acc_lenient), the held-out tasks' completion NLL and exact 
 
 The conditions that do not use the hypernetwork (base, + description, 3-shot, multi-task LoRA) are a check: with the
 same base model, data and code they must come out identical, and the table says whether they did. Writes
-`versions.md` and `versions.json` to --out (atomically); changes nothing else.
+`versions.md`, `versions.json` and `versions.png` to --out (atomically); changes nothing else.
 """
 
 from __future__ import annotations
@@ -123,20 +124,21 @@ def surprises(block: dict) -> list[str]:
 
 
 def markdown(report: dict) -> str:
+    old, new = report["names"]
     lines = [
         "# Two versions of the shipped default on the same examples",
         "",
-        f"Old: `{report['old']}`; new: `{report['new']}`. Per condition: the mean over tasks of each version (each "
+        f"{old} (old): `{report['old']}`; {new} (new): `{report['new']}`. Per condition: the mean over tasks of each version (each "
         "example first averaged over its descriptions), and new - old paired per example with a 95% bootstrap CI "
         "stratified by task. \"changed\" counts the examples whose value differs at all: the conditions without the "
         "hypernetwork (base, + description, 3-shot, multi-task LoRA) must show 0, and a line under the table says "
-        "when one does not.",
+        "when one does not. Plot: versions.png.",
         "",
         f"Written by `{report['command']}`.",
     ]
     for block in report["blocks"]:
         lines += ["", f"## {block['label']}: {block['measure']} ({block['dtype']}, seeds {block['seeds']})", "",
-                  "| condition | old | new | new − old [95% CI] | examples | changed |", "|---|---:|---:|---|---:|---:|"]
+                  f"| condition | {old} | {new} | {new} − {old} [95% CI] | examples | changed |", "|---|---:|---:|---|---:|---:|"]
         scale, decimals = block["scale"], block["decimals"]
         for condition, row in block["rows"].items():
             low, high = (scale * v for v in row["ci95"])
@@ -151,11 +153,45 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plot(report: dict, path: Path) -> None:
+    """One panel per measure: new - old per condition with its 95% CI (the conditions without the hypernetwork sit
+    at 0 when the check holds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    blocks = report["blocks"]
+    fig, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks) + 1, 4.2), squeeze=False)
+    for ax, block in zip(axes[0], blocks):
+        names = list(block["rows"])
+        scale = block["scale"]
+        diffs = [scale * block["rows"][c]["diff"] for c in names]
+        low = [d - scale * block["rows"][c]["ci95"][0] for d, c in zip(diffs, names)]
+        high = [scale * block["rows"][c]["ci95"][1] - d for d, c in zip(diffs, names)]
+        colors = ["tab:purple" if c in T2L_CONDITIONS else "tab:gray" for c in names]
+        ax.bar(range(len(names)), diffs, yerr=[low, high], color=colors, capsize=3)
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xticks(range(len(names)))
+        ax.set_xticklabels([CONDITION_LABELS[c] for c in names], rotation=40, ha="right", fontsize=8)
+        ax.set_title(f"{block['label']}\n{block['measure']}", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    old, new = report["names"]
+    axes[0][0].set_ylabel(f"{new} − {old} (95% CI)")
+    fig.suptitle(f"{new} − {old}, paired on the same examples ({report['new']} − {report['old']})", fontsize=10)
+    fig.tight_layout()
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--old", type=Path, required=True, help="eval_protocols.sh OUT of the old version")
     parser.add_argument("--new", type=Path, required=True, help="eval_protocols.sh OUT of the new version")
-    parser.add_argument("--out", type=Path, required=True, help="folder for versions.md / versions.json")
+    parser.add_argument("--out", type=Path, required=True, help="folder for versions.md / .json / .png")
+    parser.add_argument("--names", nargs=2, metavar=("OLD", "NEW"), default=("old", "new"),
+                        help="what to call the two versions in the table and plot (e.g. v1 v2)")
     args = parser.parse_args(argv)
     old_runs, new_runs = complete_runs(args.old), complete_runs(args.new)
     blocks = []
@@ -176,13 +212,16 @@ def main(argv: list[str] | None = None) -> int:
                                "runs": [[str(o), str(n)] for o, n in pairs]})
     if not blocks:
         raise SystemExit(f"No complete (protocol, seed) folder is under both {args.old} and {args.new}.")
-    report = {"old": str(args.old), "new": str(args.new), "blocks": blocks,
-              "command": f"python recipes/smollm2/compare_versions.py --old {args.old} --new {args.new} --out {args.out}"}
+    names = " ".join(args.names)
+    report = {"old": str(args.old), "new": str(args.new), "names": list(args.names), "blocks": blocks,
+              "command": f"python recipes/smollm2/compare_versions.py --old {args.old} --new {args.new} --out {args.out}"
+                         f" --names {names}"}
     args.out.mkdir(parents=True, exist_ok=True)
     with atomic_file(args.out / "versions.json", "w") as handle:
         json.dump(report, handle, indent=2)
     with atomic_file(args.out / "versions.md", "w") as handle:
         handle.write(markdown(report))
+    plot(report, args.out / "versions.png")
     print(f"{len(blocks)} measure(s) compared; wrote {args.out / 'versions.md'}")
     for block in blocks:
         for problem in surprises(block):
