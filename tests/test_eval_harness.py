@@ -302,10 +302,15 @@ def test_a_pickled_adapter_is_refused_with_a_clear_error(full_run, adapters, col
     folder.mkdir()
     shutil.copy(adapters["mt"] / "adapter_config.json", folder)
     (folder / "adapter_model.bin").write_bytes(b"not loaded")
-    config = _config(None, {"mt": folder, "oracles": None}, collection_dir, oracle_loras=None, conditions=["mt_lora"],
-                     benchmarks=["arc_easy"], collection=None)
+    with pytest.raises(FileNotFoundError, match="adapter_model.bin is a pickle"):  # --mt-lora: before anything runs
+        _config(None, {"mt": folder, "oracles": None}, collection_dir, oracle_loras=None, conditions=["mt_lora"],
+                benchmarks=["arc_easy"], collection=None)
+    from text2lora.evaluation.adapter_switch import AdapterSwitch
+    from text2lora.evaluation.conditions import AdapterRef
+
+    switch = AdapterSwitch(full_run["model"], None)  # an oracle LoRA folder is checked when it is loaded
     with pytest.raises(FileNotFoundError, match="adapter_model.bin is a pickle"):
-        EvalRunner(config, model=full_run["model"], tokenizer=full_run["tokenizer"]).run()
+        switch.activate(AdapterRef(kind="peft", name="oracle_x", path=str(folder)))
 
 
 def test_collection_generate_reports_exact_match_beside_nll(full_run, adapters, collection_dir, tmp_path):

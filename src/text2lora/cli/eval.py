@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from text2lora.inputs import positive_float, positive_int
@@ -151,12 +152,14 @@ def run_combine(args: argparse.Namespace) -> int:
     from text2lora.evaluation.report import combined_markdown, plot_results
 
     _check_run_folders(args.runs)
+    _check_out(args.out)
     report = combined_paired_report(args.runs, _split(args.pairs))
     markdown = combined_markdown(report)
     _write_report(args.out, "paired", report, markdown)
     seeds = ", ".join(str(s) for s in report["seeds"])
     plot_results(report, args.out / "pooled.png", title=f"{report['base_model']} | pooled over seeds {seeds}")
     print(markdown)
+    _print_notes(report)
     return 0
 
 
@@ -164,12 +167,24 @@ def run_protocols(args: argparse.Namespace) -> int:
     from text2lora.evaluation.protocols import plot_protocols, protocols_markdown, protocols_report
 
     _check_run_folders([*args.loglik, *args.generative])
+    _check_out(args.out)
     report = protocols_report(args.loglik, args.generative, _split(args.pairs))
     markdown = protocols_markdown(report)
     _write_report(args.out, "protocols", report, markdown)
     plot_protocols(report, args.out / "protocols.png")
     print(markdown)
+    _print_notes(report)
     return 0
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; give a folder (new or existing) for the outputs.")
+
+
+def _print_notes(report: dict) -> None:
+    for note in report.get("notes", []):
+        print(f"note: {note}", file=sys.stderr)
 
 
 def _check_run_folders(runs: list[Path]) -> None:

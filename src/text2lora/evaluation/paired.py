@@ -6,12 +6,15 @@ benchmarks, examples are resampled within each benchmark and the benchmarks weig
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Any
 
 import numpy as np
 
 from .metrics import bootstrap_ci
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PAIRS = (
     ("t2l", "t2l_random"),
@@ -50,12 +53,24 @@ def metric_of_scope(scope: str) -> str:
     return "completion_nll" if "NLL" in scope else "primary"
 
 
-def requested_pairs(requested, names: list[str]) -> list[tuple[str, str]]:
-    if requested:
-        pairs = [tuple(p.split("-")) if isinstance(p, str) else tuple(p) for p in requested]
-    else:
-        pairs = list(DEFAULT_PAIRS)
-    return [(a, b) for a, b in pairs if a in names and b in names]
+def requested_pairs(requested, names: list[str], strict: bool = False) -> list[tuple[str, str]]:
+    """The (a, b) condition pairs to compare: `requested` ('a-b' strings or tuples), else `DEFAULT_PAIRS`; only
+    pairs whose conditions are among `names` (those measured). A requested pair that cannot be compared raises
+    with `strict` (pooling saved runs: nothing has been computed yet), else is named in a warning."""
+    if not requested:
+        return [(a, b) for a, b in DEFAULT_PAIRS if a in names and b in names]
+    pairs = []
+    for pair in requested:
+        parts = tuple(pair.split("-")) if isinstance(pair, str) else tuple(pair)
+        if len(parts) == 2 and all(p in names for p in parts):
+            pairs.append(parts)
+            continue
+        message = (f"Pair {pair!r} is not 'a-b' with a and b among the conditions measured here "
+                   f"({', '.join(names)}); choose --pairs among them.")
+        if strict:
+            raise ValueError(message)
+        logger.warning("%s It is left out.", message)
+    return pairs
 
 
 def per_example_values(

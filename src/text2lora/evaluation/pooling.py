@@ -26,15 +26,31 @@ def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, 
     configs: list[dict[str, Any]] = []
     for position, run_dir in enumerate(run_dirs):
         run_dir = Path(run_dir)
-        results = json.loads((run_dir / RESULTS_FILE).read_text())
+        results = _read_results(run_dir / RESULTS_FILE)
         configs.append(results.get("config", {}))
+        for setting, what in (("protocol", "protocols"), ("base_model", "base models")):
+            values = {str(config.get(setting, "loglik" if setting == "protocol" else None)) for config in configs}
+            if len(values) > 1:
+                raise ValueError(f"These runs were made with different {what} ({', '.join(sorted(values))}); pool "
+                                 "runs of one at a time (`t2l eval-protocols` puts the two protocols side by side).")
         for name, info in results["tasks"].items():
-            tasks.setdefault(name, info)
+            known = tasks.setdefault(name, info)
+            if known["primary_metric"] != info["primary_metric"]:
+                raise ValueError(f"{name} is scored by {known['primary_metric']} in {run_dirs[0]} but by "
+                                 f"{info['primary_metric']} in {run_dir}; pool runs of one protocol and setting.")
+        before = len(examples)
         with open(run_dir / EXAMPLES_FILE, encoding="utf-8") as handle:
-            for line in handle:
-                row = json.loads(line)
+            for number, line in enumerate(handle, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise ValueError(f"{run_dir / EXAMPLES_FILE} line {number} is not JSON ({err.msg}); the run was "
+                                     "cut short: rerun its `t2l eval` with --resume.") from None
                 row["example"] = f"run{position}:{row['example']}"
                 examples.append(row)
+        if len(examples) == before:
+            raise ValueError(f"{run_dir / EXAMPLES_FILE} holds no examples; rerun its `t2l eval` or leave it out.")
+
     # Runs saved before held-out generation tasks listed exact match beside their NLL still hold it per example.
     generated = {e["task"] for e in examples if "exact_match" in e["metrics"]}
     for name in generated & set(tasks):
@@ -42,6 +58,16 @@ def combine_examples(run_dirs: list[str | Path]) -> tuple[list[dict], dict[str, 
         if info["primary_metric"] == "completion_nll" and "exact_match" not in info.get("extra_metrics", []):
             tasks[name] = {**info, "extra_metrics": [*info.get("extra_metrics", []), "exact_match"]}
     return examples, tasks, configs
+
+
+def _read_results(path: Path) -> dict[str, Any]:
+    try:
+        results = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not JSON ({err.msg}); rerun that `t2l eval` with --resume to write it again.") from None
+    if not isinstance(results, dict) or not isinstance(results.get("tasks"), dict):
+        raise ValueError(f"{path} is not a `t2l eval` results file (no 'tasks'); pass `t2l eval` output folders.")
+    return results
 
 
 def pooled_means(examples: list[dict], tasks: dict[str, Any], condition_names: list[str]) -> dict[str, Any]:
@@ -83,7 +109,10 @@ def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None =
     names = sorted({e["condition"] for e in examples}, key=lambda n: list(CONDITIONS).index(n))
     num_fewshot = configs[0].get("num_fewshot", 3)
     pooled = pooled_means(examples, tasks, names)
-    rows = paired_differences(examples, tasks, requested_pairs(pairs, names), iterations, seed=0)
+    rows = paired_differences(examples, tasks, requested_pairs(pairs, names, strict=True), iterations, seed=0)
+    per_run = [{e["condition"] for e in examples if e["example"].startswith(f"run{i}:")} for i in range(len(run_dirs))]
+    notes = [f"{condition} is in {sum(condition in r for r in per_run)} of the {len(run_dirs)} runs only"
+             for condition in names if not all(condition in r for r in per_run)]
     return {
         "format": RESULTS_FORMAT + "-combined",
         "runs": [str(d) for d in run_dirs],
@@ -94,4 +123,5 @@ def combined_paired_report(run_dirs: list[str | Path], pairs: list[str] | None =
         "tasks": pooled,
         "summary": summarize(pooled, names),
         "paired": rows,
+        "notes": notes,
     }

@@ -34,11 +34,24 @@ def protocols_report(
     for protocol, report in reports.items():
         if report["protocols"] != [protocol]:
             raise ValueError(f"The --{protocol} runs were measured under {report['protocols']}, not {protocol!r}.")
-    shared = [t for t in reports["generative"]["tasks"] if t in reports["loglik"]["tasks"]
-              and reports["generative"]["tasks"][t]["kind"] == "benchmark"]
+    models = {r["base_model"] for r in reports.values()}
+    if len(models) > 1:
+        raise ValueError(f"The two protocols' runs are of different base models ({', '.join(sorted(map(str, models)))}); "
+                         "pass runs of one model.")
+    benchmarks = {p: [t for t, info in r["tasks"].items() if info["kind"] == "benchmark"] for p, r in reports.items()}
+    shared = [t for t in benchmarks["generative"] if t in benchmarks["loglik"]]
     if not shared:
-        raise ValueError("No benchmark was measured under both protocols.")
+        raise ValueError("No benchmark was measured under both protocols; pass --loglik and --generative runs of the "
+                         "same benchmarks.")
     conditions = [c for c in reports["loglik"]["conditions"] if c in reports["generative"]["conditions"]]
+    if not conditions:
+        raise ValueError("No condition was measured under both protocols; pass runs made with the same --conditions.")
+    notes = [*reports["loglik"]["notes"], *reports["generative"]["notes"]]
+    for protocol, report in reports.items():
+        only = [t for t in benchmarks[protocol] if t not in shared]
+        only += [c for c in report["conditions"] if c not in conditions]
+        if only:
+            notes.append(f"left out, measured under {protocol} only: {', '.join(only)}")
     return {
         "format": RESULTS_FORMAT + "-protocols",
         "base_model": reports["loglik"]["base_model"],
@@ -49,6 +62,7 @@ def protocols_report(
         "measures": [{"protocol": p, "metric": m, "label": label} for p, m, label in PROTOCOL_MEASURES],
         "loglik": reports["loglik"],
         "generative": reports["generative"],
+        "notes": notes,
     }
 
 
@@ -95,6 +109,7 @@ def protocols_markdown(report: dict[str, Any]) -> str:
         "",
         f"{len(benchmarks)} multiple-choice benchmarks ({', '.join(benchmarks)}); {seeds}; examples per benchmark "
         f"pooled over the seeds: {n['loglik']} (log-likelihood), {n['generative']} (generative). Accuracy in %.",
+        *[f"\n**Note:** {note}." for note in report.get("notes", [])],
         "",
         "- **log-likelihood**: the option whose text the model finds most likely after the question (length-"
         "normalised); it never asks the model to answer, so format cannot cost points.",

@@ -24,6 +24,7 @@ def combined_markdown(report: dict[str, Any]) -> str:
             "Means over every pooled example (an example drawn by two seeds counts twice), in %; completion NLL in "
             "nats per token (mean of per-example values)."
         ),
+        *[f"\n**Note:** {note}." for note in report.get("notes", [])],
         "",
         *main_table_lines(report),
         "",

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..io_utils import atomic_file
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .conditions import RunSpec
@@ -66,6 +69,7 @@ class RunStore:
             return None
         data = json.loads(path.read_text())
         if data["record"].get("fingerprint") != fingerprint:
+            logger.warning("%s was saved with other settings or from other weights; scoring %s again.", path, spec.key)
             return None
         return data["record"], data["examples"]
 
