@@ -17,11 +17,12 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from .checkpoints import HypernetworkLike
+if TYPE_CHECKING:  # checkpoints imports this module (checkpoint_digest)
+    from .checkpoints import HypernetworkLike
 
 
 @dataclass(frozen=True)
