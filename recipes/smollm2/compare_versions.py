@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text2lora.evaluation.metrics import bootstrap_ci
+from text2lora.evaluation.paired import mean_with_ci
 from text2lora.evaluation.pooling import combine_examples
 from text2lora.io_utils import atomic_file
 
@@ -103,9 +103,8 @@ def compare(old_dirs: list[Path], new_dirs: list[Path], metric: str) -> dict[str
             strata.extend([task] * len(shared))
         if not diffs:
             continue
-        diffs_arr, labels = np.asarray(diffs), np.asarray(strata)
-        mean = float(np.mean([diffs_arr[labels == t].mean() for t in dict.fromkeys(strata)]))
-        low, high = bootstrap_ci(diffs_arr, strata=strata)
+        diffs_arr = np.asarray(diffs)
+        mean, low, high = mean_with_ci(diffs_arr, strata)
         rows[condition] = {
             "old": float(np.mean(old_means)), "new": float(np.mean(new_means)), "diff": mean, "ci95": [low, high],
             "n": int(diffs_arr.size), "n_tasks": len(set(strata)), "n_changed": int(np.sum(diffs_arr != 0)),

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from text2lora.evaluation.metrics import bootstrap_ci
+from text2lora.evaluation.paired import mean_with_ci
 from text2lora.io_utils import atomic_file
 
 RUN = Path("runs/smollm2/t2l-sft-continue")
@@ -106,11 +106,7 @@ def pooled(values: dict[tuple[str, str], float]) -> float:
 
 def paired(a: dict, b: dict) -> tuple[float, float, float, int]:
     shared = sorted(set(a) & set(b))
-    diffs = np.array([a[k] - b[k] for k in shared])
-    strata = [k[0] for k in shared]
-    labels = np.asarray(strata)
-    mean = float(np.mean([diffs[labels == s].mean() for s in dict.fromkeys(strata)]))
-    low, high = bootstrap_ci(diffs, iterations=2000, seed=0, strata=strata)
+    mean, low, high = mean_with_ci([a[k] - b[k] for k in shared], [k[0] for k in shared])
     return mean, low, high, len(shared)
 
 

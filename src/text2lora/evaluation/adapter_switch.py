@@ -19,6 +19,23 @@ from ..checkpoints import HypernetworkLike
 from .conditions import AdapterRef
 
 
+# What a PEFT LoRA folder must hold for text2lora to load it (and what `t2l eval` keys its saved runs by): the config
+# and safetensors weights; an adapter_model.bin is a pickle and is never loaded.
+PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+
+
+def check_peft_folder(path: str | Path, label: str = "") -> None:
+    """Raise, in one line naming the fix, unless `path` holds `PEFT_ADAPTER_FILES` (`label`: the option it came from)."""
+    where = f"{label} {path}".strip()
+    if not (Path(path) / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{where} is not a PEFT adapter folder (no adapter_config.json); check the path.")
+    if not (Path(path) / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"{where} has no adapter_model.safetensors (an adapter_model.bin is a pickle, which text2lora does not "
+            "load); save the adapter with save_pretrained(safe_serialization=True)."
+        )
+
+
 class AdapterSwitch:
     """Activates the adapter a run needs (or none) on `model`, loading it on first use.
 
@@ -95,13 +112,7 @@ class AdapterSwitch:
         if ref.name in self._loaded:
             return
         path = Path(ref.path)
-        if not (path / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"{path} is not a PEFT adapter folder (no adapter_config.json); check the path.")
-        if not (path / "adapter_model.safetensors").is_file():
-            raise FileNotFoundError(
-                f"{path} has no adapter_model.safetensors (an adapter_model.bin is a pickle, which text2lora does not "
-                "load); save the adapter with safe_serialization=True."
-            )
+        check_peft_folder(path)
         if ref.name in (getattr(self.model, "peft_config", None) or {}):
             self.model.delete_adapter(ref.name)  # left by an earlier run on this model: its weights may be another's
         try:

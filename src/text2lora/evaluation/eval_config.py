@@ -124,12 +124,9 @@ class EvalConfig:
             if value is not None and not Path(value).is_dir():
                 raise FileNotFoundError(f"--{path_field.replace('_', '-')} {value} is not a folder.")
         if self.mt_lora is not None:  # checked now, not after the runs before it
-            missing = [f for f in ("adapter_config.json", "adapter_model.safetensors") if not (Path(self.mt_lora) / f).is_file()]
-            if missing:
-                pickle = " (its adapter_model.bin is a pickle, which text2lora does not load)" if (
-                    Path(self.mt_lora) / "adapter_model.bin").is_file() else ""
-                raise FileNotFoundError(f"--mt-lora {self.mt_lora} has no {' or '.join(missing)}{pickle}; pass a PEFT "
-                                        "LoRA folder saved with save_pretrained(safe_serialization=True).")
+            from .adapter_switch import check_peft_folder
+
+            check_peft_folder(self.mt_lora, "--mt-lora")
         if isinstance(self.collection, (str, os.PathLike)) and not Path(self.collection).is_dir():
             raise FileNotFoundError(f"--collection {self.collection} is not a folder; build one with `t2l data build` "
                                     "or check the path.")

@@ -127,7 +127,9 @@ def paired_differences(
     return out
 
 
-def _difference(a, b, scope, metric, diffs, strata, iterations, seed) -> dict[str, Any]:
+def mean_with_ci(diffs, strata=None, iterations: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """The mean of per-example differences (with `strata`, e.g. the task of each: the mean of the strata's means, so
+    each weighs equally) and its 95% percentile-bootstrap CI, resampled within each stratum."""
     diffs_arr = np.asarray(diffs, dtype=float)
     if strata is None:
         mean = float(diffs_arr.mean())
@@ -135,6 +137,12 @@ def _difference(a, b, scope, metric, diffs, strata, iterations, seed) -> dict[st
         labels = np.asarray(strata)
         mean = float(np.mean([diffs_arr[labels == s].mean() for s in dict.fromkeys(strata)]))
     low, high = bootstrap_ci(diffs_arr, iterations=iterations, seed=seed, strata=strata)
+    return mean, low, high
+
+
+def _difference(a, b, scope, metric, diffs, strata, iterations, seed) -> dict[str, Any]:
+    diffs_arr = np.asarray(diffs, dtype=float)
+    mean, low, high = mean_with_ci(diffs_arr, strata, iterations, seed)
     p_value = _bootstrap_p(diffs_arr, strata, iterations, seed)
     return {"a": a, "b": b, "scope": scope, "metric": metric, "n": int(diffs_arr.size), "mean_diff": mean,
             "ci95": [low, high], "p_boot": p_value, "n_tasks": len(set(strata)) if strata is not None else 1}

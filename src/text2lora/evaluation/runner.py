@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .adapter_switch import AdapterSwitch
+from .adapter_switch import PEFT_ADAPTER_FILES, AdapterSwitch
 from .benchmarks import BENCHMARKS, load_task_configs, parse_benchmarks, resolve_benchmark_dir
 from .conditions import CONDITIONS, Condition, RunPlanner, RunSpec, parse_conditions
 from .eval_config import EvalConfig
@@ -290,7 +290,7 @@ class EvalRunner:
             content["adapter"] = model_fingerprint(self.hypernetwork)
             encoder = getattr(self.hypernetwork, "description_encoder", None)
             content["encoder"] = getattr(encoder, "identity", None)  # as the adapter cache keys it
-        elif spec.adapter is not None:  # AdapterSwitch loads these two files only (no pickled weights)
+        elif spec.adapter is not None:  # the files AdapterSwitch loads (no pickled weights)
             content["adapter"] = files_fingerprint(spec.adapter.path, PEFT_ADAPTER_FILES)
         return content
 
@@ -312,9 +312,6 @@ class EvalRunner:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-
-PEFT_ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
-
 
 def _hflm_with_system_message():
     from lm_eval.models.huggingface import HFLM
